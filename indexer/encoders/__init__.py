@@ -1,0 +1,61 @@
+"""Encoders: the one seam between pixels/texts and vectors.
+
+``load_encoder`` builds a backend from what the CLI was given, or from the spec an
+index recorded (so queries always use the encoder that built the vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from indexer.encoders.base import Encoder, EncoderSpec, ImagePreprocess, l2_normalise
+from indexer.errors import LoupeError
+
+# backend name -> factory(spec, device) rebuilding an encoder from a recorded spec.
+_FROM_SPEC: dict[str, Callable[[EncoderSpec, str], Encoder]] = {}
+
+
+def register_backend(name: str, factory: Callable[[EncoderSpec, str], Encoder]) -> None:
+    """Let ``encoder_from_spec`` rebuild encoders of backend ``name`` (tests add toys)."""
+    _FROM_SPEC[name] = factory
+
+
+def _open_clip_from_spec(spec: EncoderSpec, device: str) -> Encoder:
+    from indexer.encoders.openclip import load_open_clip
+
+    model = spec.model
+    pretrained = None if model.startswith(("local-dir:", "hf-hub:")) else spec.weights
+    return load_open_clip(model, pretrained, device)
+
+
+register_backend("open_clip", _open_clip_from_spec)
+
+
+def encoder_from_spec(spec: EncoderSpec, device: str = "auto") -> Encoder:
+    """Rebuild the encoder an index recorded, and check it is still the same one."""
+    factory = _FROM_SPEC.get(spec.backend)
+    if factory is None:
+        raise LoupeError(f"this index was built with an unknown encoder backend {spec.backend!r}")
+    enc = factory(spec, device)
+    why = spec.mismatch(enc.spec)
+    if why:
+        raise LoupeError(f"the encoder that built this index is no longer the same: {why}")
+    return enc
+
+
+def load_encoder(model: str, pretrained: str | None, device: str = "auto") -> Encoder:
+    """An open_clip encoder from CLI-style ``--model`` / ``--pretrained``."""
+    from indexer.encoders.openclip import load_open_clip
+
+    return load_open_clip(model, pretrained, device)
+
+
+__all__ = [
+    "Encoder",
+    "EncoderSpec",
+    "ImagePreprocess",
+    "encoder_from_spec",
+    "l2_normalise",
+    "load_encoder",
+    "register_backend",
+]

@@ -1,0 +1,145 @@
+"""The Encoder seam: images and texts in, L2-normalised float32 vectors out."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """How a decoded RGB image becomes model input (recorded with the index)."""
+
+    size: tuple[int, int] = (224, 224)  # (height, width) of the model input
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    interpolation: str = "bicubic"  # "bicubic" or "bilinear"
+    resize_mode: str = "shortest"  # "shortest" (resize + centre crop), "longest" (pad), "squash"
+    fill_color: int = 0  # padding value for resize_mode="longest"
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImagePreprocess:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            size=tuple(d["size"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            interpolation=d["interpolation"],
+            resize_mode=d["resize_mode"],
+            fill_color=int(d.get("fill_color", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Identity of an encoder: what built an index's vectors.
+
+    Two specs are compatible when everything that changes the vectors is equal:
+    backend, architecture, weights identity, dimension and image preprocessing.
+    """
+
+    backend: str  # "open_clip", "toy", ...
+    model: str  # architecture name, hub id or local dir as given
+    weights: str  # pretrained tag, or the file/dir the weights came from
+    weights_id: str  # tag, or "sha256:<hex>" of the weight file
+    dim: int
+    preprocess: ImagePreprocess = field(default_factory=ImagePreprocess)
+
+    @property
+    def column(self) -> str:
+        """Name of this encoder's vector column in the store."""
+        slug = re.sub(r"[^a-z0-9]+", "_", f"{self.backend}_{self.model}".lower()).strip("_")
+        tag = re.sub(r"[^a-z0-9]+", "_", self.weights_id.lower()).strip("_")[:24]
+        return f"vec_{slug}_{tag}"
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EncoderSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            backend=d["backend"],
+            model=d["model"],
+            weights=d["weights"],
+            weights_id=d["weights_id"],
+            dim=int(d["dim"]),
+            preprocess=ImagePreprocess.from_dict(d["preprocess"]),
+        )
+
+    def mismatch(self, other: EncoderSpec) -> str | None:
+        """Why vectors of ``other`` cannot be compared with ours, or None if they can."""
+        for name in ("backend", "model", "weights_id", "dim"):
+            a, b = getattr(self, name), getattr(other, name)
+            if a != b:
+                return f"{name} differs: index has {a!r}, query encoder has {b!r}"
+        if self.preprocess != other.preprocess:
+            return (
+                f"image preprocessing differs: index has {self.preprocess.to_dict()}, "
+                f"query encoder has {other.preprocess.to_dict()}"
+            )
+        return None
+
+    def describe(self) -> str:
+        """One line for people."""
+        return f"{self.backend} {self.model} ({self.weights}), dim {self.dim}"
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as float32 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class Encoder(ABC):
+    """Turns images and texts into L2-normalised float32 vectors of one space.
+
+    Backends implement :meth:`embed_pixels` and :meth:`embed_texts`; decoding and
+    resizing to :attr:`spec.preprocess` happen before, in the decode workers, so
+    backends receive uint8 arrays already at model input size.
+    """
+
+    spec: EncoderSpec
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return self.spec.dim
+
+    @property
+    def preprocess(self) -> ImagePreprocess:
+        """The image preprocessing this encoder expects."""
+        return self.spec.preprocess
+
+    @abstractmethod
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed a uint8 batch of shape (N, H, W, 3) at ``preprocess.size``.
+
+        Returns (N, dim) float32, each row of unit length.
+        """
+
+    @abstractmethod
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts. Returns (N, dim) float32, each row of unit length."""
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed PIL images (any mode/size) with this encoder's preprocessing."""
+        from indexer.image_decode import to_model_input
+
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        batch = np.stack([to_model_input(im, self.preprocess) for im in images])
+        return self.embed_pixels(batch)

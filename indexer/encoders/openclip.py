@@ -1,0 +1,229 @@
+"""open_clip backend: any open_clip architecture + tag, an ``hf-hub:`` id, or local weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from indexer.encoders.base import Encoder, EncoderSpec, ImagePreprocess, l2_normalise
+from indexer.errors import LoupeError
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; anything else is checked."""
+    import torch
+
+    if device in ("auto", "", None):
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LoupeError(f"--device {device} asked for, but torch sees no CUDA GPU")
+    return device
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a weight file, cached by (path, size, mtime) in the user cache dir."""
+    from platformdirs import user_cache_dir
+
+    st = os.stat(path)
+    key = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    cache = os.path.join(user_cache_dir("loupe", appauthor=False), "weight-hashes.json")
+    try:
+        with open(cache, encoding="utf-8") as f:
+            known = json.load(f)
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    digest = "sha256:" + h.hexdigest()
+    known[key] = digest
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = cache + f".{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(known, f)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home only costs re-hashing
+    return digest
+
+
+def _local_dir_weights(path: str) -> str | None:
+    for name in _WEIGHT_FILES:
+        p = os.path.join(path, name)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def _preprocess_from_model(model) -> ImagePreprocess:
+    cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+    size = cfg.get("size", getattr(model.visual, "image_size", 224))
+    if isinstance(size, int):
+        size = (size, size)
+    base = ImagePreprocess()
+    return ImagePreprocess(
+        size=(int(size[0]), int(size[1])),
+        mean=tuple(float(x) for x in cfg.get("mean", base.mean)),
+        std=tuple(float(x) for x in cfg.get("std", base.std)),
+        interpolation=cfg.get("interpolation", "bicubic"),
+        resize_mode=cfg.get("resize_mode", "shortest"),
+        fill_color=int(cfg.get("fill_color", 0)),
+    )
+
+
+class OpenClipEncoder(Encoder):
+    """An open_clip CLIP model behind the Encoder interface."""
+
+    def __init__(self, model, tokenizer, spec: EncoderSpec, device: str = "cpu"):
+        import torch
+
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.device = device
+        self._torch = torch
+        self._mean = torch.tensor(spec.preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(spec.preprocess.std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def _autocast(self):
+        torch = self._torch
+        if self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast("cpu", enabled=False)
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 at model size -> (N, dim) unit vectors."""
+        torch = self._torch
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+        # Same arithmetic as ToTensor + Normalize: x / 255, then (x - mean) / std.
+        x = (x.div_(255.0) - self._mean) / self._std
+        with torch.inference_mode(), self._autocast():
+            feats = self.model.encode_image(x.to(self.device, non_blocking=True))
+        return l2_normalise(feats.float().cpu().numpy())
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> (N, dim) unit vectors, tokenised with open_clip's tokenizer."""
+        torch = self._torch
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            feats = self.model.encode_text(tokens)
+        return l2_normalise(feats.float().cpu().numpy())
+
+
+def _missing_weights(model: str, pretrained: str | None, detail: str) -> LoupeError:
+    import open_clip
+
+    where = ""
+    if pretrained:
+        cfg = open_clip.get_pretrained_cfg(model, pretrained) or {}
+        if cfg.get("hf_hub"):
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            where = f" (looked for hub id {cfg['hf_hub'].rstrip('/')} in {HF_HUB_CACHE})"
+        elif cfg.get("url"):
+            where = f" (url {cfg['url']})"
+    return LoupeError(
+        f"weights for open_clip model {model!r} / {pretrained!r} are not available{where}: "
+        f"{detail.splitlines()[0][:200]}. Offline, pass a local file: "
+        f"--model {model} --pretrained /path/to/open_clip_model.safetensors "
+        "(or --model /path/to/dir with open_clip_config.json + weights)"
+    )
+
+
+def describe_source(model: str, pretrained: str | None) -> tuple[str, str, str]:
+    """(open_clip model name, weights label, weights id) for the CLI's --model/--pretrained."""
+    import open_clip
+
+    if model.startswith("local-dir:") or os.path.isdir(model):
+        path = os.path.abspath(model.removeprefix("local-dir:"))
+        weights = _local_dir_weights(path)
+        if weights is None:
+            raise LoupeError(
+                f"model folder {path} has no weights ({' or '.join(_WEIGHT_FILES)}); "
+                "it needs open_clip_config.json and a weight file"
+            )
+        return f"local-dir:{path}", path, file_sha256(weights)
+    if model.startswith("hf-hub:"):
+        return model, model, model
+    if model not in open_clip.list_models():
+        raise LoupeError(
+            f"unknown open_clip model {model!r}: use a name from `open_clip.list_models()` "
+            "(e.g. ViT-B-32, ViT-L-14), an hf-hub:ORG/REPO id, or a local folder"
+        )
+    if not pretrained:
+        raise LoupeError(
+            f"--pretrained is needed with --model {model}: a tag "
+            f"({', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none known'}) "
+            "or a local weight file"
+        )
+    if os.path.isfile(pretrained):
+        path = os.path.abspath(pretrained)
+        return model, path, file_sha256(path)
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if pretrained not in tags:
+        raise LoupeError(
+            f"--pretrained {pretrained!r} is neither a file nor a tag of {model} "
+            f"(tags: {', '.join(tags) or 'none'})"
+        )
+    return model, pretrained, pretrained
+
+
+def load_open_clip(
+    model: str = DEFAULT_MODEL,
+    pretrained: str | None = DEFAULT_PRETRAINED,
+    device: str = "auto",
+) -> OpenClipEncoder:
+    """Build an open_clip encoder with real weights, or fail with a one-line LoupeError."""
+    import open_clip
+    import torch
+
+    device = resolve_device(device)
+    name, weights, weights_id = describe_source(model, pretrained)
+    use_pretrained = None if name.startswith(("local-dir:", "hf-hub:")) else weights
+    # open_clip logs at ERROR before raising; our message replaces it.
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        clip = open_clip.create_model(
+            name, pretrained=use_pretrained, device="cpu", require_pretrained=True
+        )
+        tokenizer = open_clip.get_tokenizer(name)
+    except LoupeError:
+        raise
+    except Exception as e:  # download/cache misses, bad files: one actionable line
+        raise _missing_weights(model, pretrained if use_pretrained else weights, str(e)) from e
+    finally:
+        logger.setLevel(level)
+    with torch.inference_mode():
+        dim = int(clip.encode_text(tokenizer(["x"])).shape[-1])
+    spec = EncoderSpec(
+        backend="open_clip",
+        model=model if not name.startswith("local-dir:") else name,
+        weights=weights,
+        weights_id=weights_id,
+        dim=dim,
+        preprocess=_preprocess_from_model(clip),
+    )
+    return OpenClipEncoder(clip, tokenizer, spec, device=device)

@@ -1,0 +1,164 @@
+"""FAISS indexes derived from the store, persisted beside it, never out of step with it.
+
+An index file is tagged with the store version it was built from; loading compares
+that tag with the store's current version and rebuilds when they differ, so a run
+killed after its last commit (or a concurrent writer) can never make search return
+rows the store no longer has. Exact inner-product search (``IndexFlatIP``) for now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+
+from search.store import Store
+
+
+@dataclass
+class IndexInfo:
+    """Where an index was built from."""
+
+    column: str
+    version: int  # store (items table) version it reflects
+    count: int
+    kind: str  # FAISS factory string
+
+
+class VectorIndex:
+    """A FAISS index plus, for each of its positions, the item's id, path, kind, timestamp."""
+
+    def __init__(self, index: faiss.Index, rows: pa.Table, info: IndexInfo):
+        self.index = index
+        self.info = info
+        self.rows = rows
+        self.ids = np.asarray(rows["id"].to_pylist(), dtype=object)
+        self.paths = np.asarray(rows["path"].to_pylist(), dtype=object)
+        self.kinds = np.asarray(rows["kind"].to_pylist(), dtype=object)
+        ts = rows["timestamp"].to_pylist()
+        self.timestamps = np.asarray([np.nan if t is None else t for t in ts], dtype=np.float64)
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def mask(self, kind: str | None = None, folder: str | None = None) -> np.ndarray | None:
+        """Boolean mask of positions passing the filters (None when there are none)."""
+        m = None
+        if kind:
+            m = self.kinds == kind
+        if folder:
+            folder = os.path.abspath(folder)
+            prefix = folder.rstrip(os.sep) + os.sep
+            f = np.fromiter((p.startswith(prefix) or p == folder for p in self.paths),
+                            dtype=bool, count=len(self.paths))
+            m = f if m is None else (m & f)
+        return m
+
+    def search(self, queries: np.ndarray, k: int,
+               mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, positions) per query; positions are -1 past the last match."""
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.index.d)
+        k = max(1, min(k, max(1, len(self))))
+        if len(self) == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        params = None
+        if mask is not None:
+            sel = faiss.IDSelectorBatch(np.flatnonzero(mask).astype(np.int64))
+            params = faiss.SearchParameters(sel=sel)
+        scores, pos = self.index.search(q, k, params=params)
+        return scores, pos
+
+
+def _paths(store: Store, column: str) -> tuple[str, str]:
+    d = os.path.join(store.dir, "faiss")
+    return d, os.path.join(d, f"{column}.json")
+
+
+def build_index(store: Store, column: str) -> IndexInfo:
+    """Build the column's index from the store's current version and save it."""
+    version, table = store.read_vectors(column)
+    vidx = _build(column, version, table)
+    _save(store, vidx)
+    return vidx.info
+
+
+def _build(column: str, version: int, table: pa.Table) -> VectorIndex:
+    dim = int(table.schema.field(column).type.list_size) if column in table.schema.names else 0
+    if table.num_rows and column in table.column_names:
+        keep = table[column].is_valid()
+        table = table.filter(keep)
+        flat = table[column].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        vecs = np.ascontiguousarray(flat.reshape(table.num_rows, dim), dtype=np.float32)
+    else:
+        for name, typ in (("path", pa.string()), ("kind", pa.string()),
+                          ("timestamp", pa.float64())):
+            if name not in table.column_names:
+                table = table.append_column(name, pa.array([], typ))
+        vecs = np.zeros((0, max(dim, 1)), np.float32)
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    if len(vecs):
+        index.add(vecs)
+    rows = table.select(["id", "path", "kind", "timestamp"])
+    return VectorIndex(index, rows, IndexInfo(column, version, len(vecs), "Flat,IP"))
+
+
+def _save(store: Store, vidx: VectorIndex) -> None:
+    d, meta_path = _paths(store, vidx.info.column)
+    os.makedirs(d, exist_ok=True)
+    stem = f"{vidx.info.column}.v{vidx.info.version}"
+    faiss.write_index(vidx.index, os.path.join(d, stem + ".faiss.tmp"))
+    feather.write_feather(vidx.rows,
+                          os.path.join(d, stem + ".rows.tmp"))
+    os.replace(os.path.join(d, stem + ".faiss.tmp"), os.path.join(d, stem + ".faiss"))
+    os.replace(os.path.join(d, stem + ".rows.tmp"), os.path.join(d, stem + ".rows"))
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump({**vidx.info.__dict__, "stem": stem}, f)
+    os.replace(tmp, meta_path)  # the pointer flips last: readers see old or new, whole
+    for name in os.listdir(d):  # drop files of older versions
+        if name.startswith(vidx.info.column + ".v") and not name.startswith(stem + "."):
+            try:
+                os.remove(os.path.join(d, name))
+            except OSError:
+                pass
+
+
+def saved_info(store: Store, column: str) -> IndexInfo | None:
+    """What the saved index of ``column`` was built from, or None if there is none."""
+    _, meta_path = _paths(store, column)
+    try:
+        with open(meta_path) as f:
+            m = json.load(f)
+        return IndexInfo(m["column"], m["version"], m["count"], m["kind"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def load_index(store: Store, column: str) -> VectorIndex:
+    """The column's index at the store's current version: loaded if saved and fresh,
+    else rebuilt from the store (and saved when the directory is writable)."""
+    current = store.version()
+    d, meta_path = _paths(store, column)
+    try:
+        with open(meta_path) as f:
+            m = json.load(f)
+        if m["version"] == current:
+            index = faiss.read_index(os.path.join(d, m["stem"] + ".faiss"))
+            rows = feather.read_table(os.path.join(d, m["stem"] + ".rows"))
+            return VectorIndex(index, rows, IndexInfo(m["column"], m["version"], m["count"],
+                                                      m["kind"]))
+    except (OSError, ValueError, KeyError, RuntimeError):
+        pass  # missing, stale or damaged: rebuild below
+    version, table = store.read_vectors(column)
+    vidx = _build(column, version, table)
+    try:
+        _save(store, vidx)
+    except OSError:
+        pass  # a read-only store can still be searched
+    return vidx

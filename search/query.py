@@ -1,0 +1,102 @@
+"""Query arithmetic: ``"dog" + ./beach.jpg - "people"``, ``"2:dog"`` weights.
+
+A query is a list of terms, each a weight and a text or an image file. Its vector is
+the normalised weighted sum of the terms' unit vectors (rclip's syntax).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.encoders.base import Encoder, l2_normalise
+from indexer.errors import LoupeError
+from indexer.media import IMAGE_EXTS
+
+_WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
+TEXT, IMAGE = "text", "image"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One part of a query."""
+
+    weight: float
+    kind: str  # "text" or "image"
+    value: str  # the text, or the image file's path
+
+
+def parse_query(
+    tokens: Sequence[str], is_file: Callable[[str], bool] = os.path.isfile
+) -> list[Term]:
+    """Parse CLI tokens into terms.
+
+    ``+`` and ``-`` standing alone are operators; ``W:term`` gives a weight;
+    ``text:...`` and ``image:...`` force a term's kind; otherwise a token naming an
+    existing file is an image and anything else is text.
+    """
+    terms: list[Term] = []
+    sign = 1.0
+    pending_op = False
+    for tok in tokens:
+        if tok in ("+", "-"):
+            sign = sign * (-1.0 if tok == "-" else 1.0)
+            pending_op = True
+            continue
+        weight = 1.0
+        m = _WEIGHT.match(tok)
+        if m and not is_file(tok):
+            weight, tok = float(m.group(1)), m.group(2)
+        if tok.startswith("text:"):
+            kind, value = TEXT, tok[5:]
+        elif tok.startswith("image:"):
+            kind, value = IMAGE, tok[6:]
+        elif is_file(tok):
+            kind, value = IMAGE, tok
+        else:
+            kind, value = TEXT, tok
+        if kind == IMAGE and not is_file(value):
+            raise LoupeError(f"query image not found: {value}")
+        if kind == TEXT and os.path.splitext(value)[1].lower() in IMAGE_EXTS and " " not in value:
+            raise LoupeError(
+                f"query image not found: {value} (write text:{value} to search for it as words)"
+            )
+        if not value.strip():
+            raise LoupeError("empty query term")
+        terms.append(Term(sign * weight, kind, value))
+        sign, pending_op = 1.0, False
+    if pending_op:
+        raise LoupeError("query ends with an operator: add a term after + or -")
+    if not terms:
+        raise LoupeError("empty query: give words, an image file, or both")
+    return terms
+
+
+def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
+    """The unit vector of a parsed query."""
+    from indexer.image_decode import ImageDecodeError, decode_image_file
+
+    texts = [t for t in terms if t.kind == TEXT]
+    images = [t for t in terms if t.kind == IMAGE]
+    total = np.zeros(encoder.dim, np.float64)
+    if texts:
+        vecs = encoder.embed_texts([t.value for t in texts])
+        for t, v in zip(texts, vecs, strict=True):
+            total += t.weight * v
+    if images:
+        pixels = []
+        for t in images:
+            try:
+                pixels.append(decode_image_file(t.value, encoder.preprocess).pixels)
+            except (ImageDecodeError, OSError) as e:
+                raise LoupeError(f"cannot use {t.value} as a query image: {e}") from e
+        vecs = encoder.embed_pixels(np.stack(pixels))
+        for t, v in zip(images, vecs, strict=True):
+            total += t.weight * v
+    if not np.any(total):
+        raise LoupeError("the query's terms cancel out: nothing to search for")
+    return l2_normalise(total[None, :])[0]

@@ -1,0 +1,39 @@
+"""What an index holds: counts, encoders, freshness, skipped files (CLI and UI share it)."""
+
+from __future__ import annotations
+
+from search.ann import saved_info
+from search.store import CODE_NOT_MEDIA, CODE_UNSUPPORTED, Store
+
+
+def index_status(store: Store) -> dict:
+    """A JSON-ready summary of the index at ``store``."""
+    version = store.version()
+    encoders = []
+    for column, spec in store.encoders.items():
+        info = saved_info(store, column)
+        encoders.append({
+            "column": column,
+            **spec.to_dict(),
+            "faiss": None if info is None else {
+                "type": info.kind, "vectors": info.count, "built_from_version": info.version,
+                "fresh": info.version == version,
+            },
+        })
+    skipped = store.skipped_rows()
+    problems = [s for s in skipped if s["code"] not in (CODE_NOT_MEDIA, CODE_UNSUPPORTED)]
+    unsupported = [s for s in skipped if s["code"] == CODE_UNSUPPORTED]
+    counts = store.counts()
+    return {
+        "db": store.dir,
+        "store_version": version,
+        "items": sum(counts.values()),
+        "counts": counts,
+        "encoders": encoders,
+        "last_run": store.meta.get("last_run"),
+        "skipped": sorted(({"path": s["path"], "reason": s["reason"]} for s in problems),
+                          key=lambda s: s["path"]),
+        "unsupported": sorted(({"path": s["path"], "kind": s["kind"], "reason": s["reason"]}
+                               for s in unsupported), key=lambda s: s["path"]),
+        "not_media": sum(1 for s in skipped if s["code"] == CODE_NOT_MEDIA),
+    }

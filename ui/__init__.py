@@ -1,0 +1,1 @@
+"""Loupe's Streamlit UI (to come: it calls search/ and indexer/ only)."""
