@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draft", type=float, default=2.0, metavar="FACTOR",
                    help="JPEG draft decode down to FACTOR x model input (2.0; 1.0 is "
                         "fastest; 0 decodes at full size)")
+    p.add_argument("--commit-rows", type=int, default=256, metavar="N",
+                   help="commit to the store every N rows (256; also every 10 s)")
     p.add_argument("--retry-failed", action="store_true",
                    help="look again at files skipped as bad in earlier runs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -118,6 +120,7 @@ def cmd_index(args) -> int:
     opts = IndexOptions(batch_size=args.batch_size, workers=args.workers,
                         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
                         draft_factor=args.draft or None, retry_failed=args.retry_failed,
+                        commit_rows=max(1, args.commit_rows),
                         progress=not args.quiet and sys.stderr.isatty())
     report = index_paths(args.paths, store, encoder, opts)
     if args.json:

@@ -84,12 +84,11 @@ class EncoderSpec:
         for name in ("backend", "model", "weights_id", "dim"):
             a, b = getattr(self, name), getattr(other, name)
             if a != b:
-                return f"{name} differs: index has {a!r}, query encoder has {b!r}"
+                return f"{name} differs: index has {a!r}, this encoder has {b!r}"
         if self.preprocess != other.preprocess:
-            return (
-                f"image preprocessing differs: index has {self.preprocess.to_dict()}, "
-                f"query encoder has {other.preprocess.to_dict()}"
-            )
+            mine, theirs = self.preprocess.to_dict(), other.preprocess.to_dict()
+            diff = ", ".join(f"{k} {mine[k]} vs {theirs[k]}" for k in mine if mine[k] != theirs[k])
+            return f"image preprocessing differs (index vs this encoder: {diff})"
         return None
 
     def describe(self) -> str:
