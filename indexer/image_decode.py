@@ -105,7 +105,7 @@ def to_model_input(img: Image.Image, pre: ImagePreprocess) -> np.ndarray:
         img = img.resize((new_w, new_h), _RESAMPLE.get(pre.interpolation, Image.BICUBIC))
     if img.size != (tw, th):
         img = _centre_crop_or_pad(img, th, tw, pre.fill_color)
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)  # a writable copy (torch.from_numpy wants one)
 
 
 def _draft_target(pre: ImagePreprocess, draft_factor: float) -> tuple[int, int]:

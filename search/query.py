@@ -51,6 +51,7 @@ def parse_query(
         m = _WEIGHT.match(tok)
         if m and not is_file(tok):
             weight, tok = float(m.group(1)), m.group(2)
+        explicit = tok.startswith(("text:", "image:"))
         if tok.startswith("text:"):
             kind, value = TEXT, tok[5:]
         elif tok.startswith("image:"):
@@ -61,7 +62,8 @@ def parse_query(
             kind, value = TEXT, tok
         if kind == IMAGE and not is_file(value):
             raise LoupeError(f"query image not found: {value}")
-        if kind == TEXT and os.path.splitext(value)[1].lower() in IMAGE_EXTS and " " not in value:
+        looks_like_file = os.path.splitext(value)[1].lower() in IMAGE_EXTS and " " not in value
+        if kind == TEXT and not explicit and looks_like_file:
             raise LoupeError(
                 f"query image not found: {value} (write text:{value} to search for it as words)"
             )

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -131,23 +132,67 @@ class OpenClipEncoder(Encoder):
         return l2_normalise(feats.float().cpu().numpy())
 
 
-def _missing_weights(model: str, pretrained: str | None, detail: str) -> LoupeError:
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers (False at once when HF_HUB_OFFLINE is set).
+
+    Without this check a machine with no network spends ~45 s in retries before
+    huggingface_hub gives up, even when the weights are already in its cache.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _hub_offline(offline: bool):
+    """Put huggingface_hub in offline mode (cache only) for the duration, if asked."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = saved or offline
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def _missing_weights(model: str, pretrained: str | None, error: Exception,
+                     online: bool) -> LoupeError:
     import open_clip
+    from huggingface_hub.constants import HF_HUB_CACHE
 
     where = ""
-    if pretrained:
-        cfg = open_clip.get_pretrained_cfg(model, pretrained) or {}
-        if cfg.get("hf_hub"):
-            from huggingface_hub.constants import HF_HUB_CACHE
-
-            where = f" (looked for hub id {cfg['hf_hub'].rstrip('/')} in {HF_HUB_CACHE})"
-        elif cfg.get("url"):
-            where = f" (url {cfg['url']})"
+    cfg = (open_clip.get_pretrained_cfg(model, pretrained) or {}) if pretrained else {}
+    if cfg.get("hf_hub"):
+        where = f" (looked for hub id {cfg['hf_hub'].rstrip('/')} in {HF_HUB_CACHE})"
+    elif model.startswith("hf-hub:"):
+        where = f" (looked for {model} in {HF_HUB_CACHE})"
+    if not online:
+        why = "not in the local cache, and the hub cannot be reached (offline)"
+    else:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        why = f"{type(error).__name__}: {first[:160]}{'...' if len(first) > 160 else ''}"
+    if model.startswith("hf-hub:"):
+        label = model
+        how = ("--model /path/to/dir (a copy of the hub repo: open_clip_config.json + "
+               "open_clip_model.safetensors)")
+    else:
+        label = f"{model!r} / {pretrained!r}"
+        how = (f"--model {model} --pretrained /path/to/open_clip_model.safetensors (or "
+               "--model /path/to/dir with open_clip_config.json + weights)")
     return LoupeError(
-        f"weights for open_clip model {model!r} / {pretrained!r} are not available{where}: "
-        f"{detail.splitlines()[0][:200]}. Offline, pass a local file: "
-        f"--model {model} --pretrained /path/to/open_clip_model.safetensors "
-        "(or --model /path/to/dir with open_clip_config.json + weights)"
+        f"weights for open_clip model {label} are not available{where}: {why}. "
+        f"Offline, pass a local copy: {how}"
     )
 
 
@@ -201,21 +246,31 @@ def load_open_clip(
     device = resolve_device(device)
     name, weights, weights_id = describe_source(model, pretrained)
     use_pretrained = None if name.startswith(("local-dir:", "hf-hub:")) else weights
-    # open_clip logs at ERROR before raising; our message replaces it.
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    needs_hub = name.startswith("hf-hub:") or not os.path.exists(weights)
+    online = hub_reachable() if needs_hub else False
+    # open_clip and huggingface_hub log at WARNING/ERROR before raising; ours replaces it.
+    loggers = [logging.getLogger(), logging.getLogger("huggingface_hub")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
     try:
-        clip = open_clip.create_model(
-            name, pretrained=use_pretrained, device="cpu", require_pretrained=True
-        )
-        tokenizer = open_clip.get_tokenizer(name)
+        with _hub_offline(needs_hub and not online):
+            clip = open_clip.create_model(
+                name, pretrained=use_pretrained, device="cpu", require_pretrained=True
+            )
+            tokenizer = open_clip.get_tokenizer(name)
     except LoupeError:
         raise
     except Exception as e:  # download/cache misses, bad files: one actionable line
-        raise _missing_weights(model, pretrained if use_pretrained else weights, str(e)) from e
+        if needs_hub:
+            raise _missing_weights(model, use_pretrained, e, online) from e
+        raise LoupeError(
+            f"cannot load open_clip model {model!r} from {weights}: {type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+        ) from e
     finally:
-        logger.setLevel(level)
+        for lg, lv in zip(loggers, levels, strict=True):
+            lg.setLevel(lv)
     with torch.inference_mode():
         dim = int(clip.encode_text(tokenizer(["x"])).shape[-1])
     spec = EncoderSpec(
