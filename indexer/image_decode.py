@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from indexer.encoders.base import ImagePreprocess
 
@@ -115,8 +115,14 @@ def _draft_target(pre: ImagePreprocess, draft_factor: float) -> tuple[int, int]:
 
 
 def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open image bytes lazily (header only), refusing anything above ``max_pixels``."""
+    """Open image bytes lazily (header only), refusing anything above ``max_pixels``.
+
+    ``max_pixels`` is the only limit: Pillow's own (about 89 MP, which would refuse
+    legal panoramas below our default) is lifted while the header is read.
+    """
+    old_limit = Image.MAX_IMAGE_PIXELS
     try:
+        Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
@@ -124,8 +130,13 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
         raise ImageDecodeError(f"refused: {e}") from e
     except Image.DecompressionBombWarning as e:
         raise ImageDecodeError(f"refused: {e}") from e
-    except Exception as e:  # UnidentifiedImageError, OSError, SyntaxError from plugins...
+    except UnidentifiedImageError as e:  # its message is only "<_io.BytesIO object at 0x..>"
+        raise ImageDecodeError(
+            "not a decodable image: no decoder recognises it (damaged or cut short?)") from e
+    except Exception as e:  # OSError, SyntaxError from plugins...
         raise ImageDecodeError(f"not a decodable image: {e}") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageDecodeError(f"image has an empty size {w}x{h}")

@@ -81,8 +81,9 @@ class _Writer:
     """Buffers rows and skip records; commits them in batches, each batch atomically."""
 
     def __init__(self, store: Store, column: str, options: IndexOptions, report: IndexReport,
-                 known_items: set[str], known_skipped: set[str]):
+                 known_items: set[str], known_skipped: set[str], snapshot: int | None = None):
         self.store, self.column, self.options, self.report = store, column, options, report
+        self.snapshot = snapshot  # items version the run started from: where reuse looks
         self.known_items, self.known_skipped = known_items, known_skipped
         self.rows: list[dict] = []
         self.reuse: list[FileResult] = []  # waiting for a vector looked up by fingerprint
@@ -115,7 +116,9 @@ class _Writer:
     def commit(self) -> None:
         if self.reuse:
             missing = {r.fingerprint for r in self.reuse if r.fingerprint not in self.run_vectors}
-            found = self.store.rows_by_fingerprint(missing, self.column)
+            # Looked up as of the run's start: this run's own commits may already have
+            # given a swapped or rewritten file's old row new content.
+            found = self.store.rows_by_fingerprint(missing, self.column, self.snapshot)
             for r in self.reuse:
                 if r.fingerprint in self.run_vectors:
                     vec, w, h = self.run_vectors[r.fingerprint]
@@ -222,13 +225,14 @@ def index_paths(roots: Sequence[str], store: Store, encoder: Encoder,
     files gone from under ``roots`` lose their rows; bad files are recorded with a
     reason. The FAISS index is rebuilt at the end so it matches the store.
     """
-    from search.ann import build_index
+    from search.ann import build_index, saved_info
 
     options = options or IndexOptions()
     t0 = time.monotonic()
     report = IndexReport()
     column = store.register_encoder(encoder.spec)
     store.items()  # create the table with the vector column before workers start
+    start_version = store.version()
     roots = [os.path.abspath(r) for r in roots]
 
     problems: list[ScanProblem] = []
@@ -263,14 +267,14 @@ def index_paths(roots: Sequence[str], store: Store, encoder: Encoder,
     by_path = {e.path: e for e in entries}
     stale_skips = [p for p in skipped_states if p in item_states and p in by_path
                    and _up_to_date(by_path[p], item_states[p])]
-    if gone_items or gone_skips:
-        store.delete_paths(gone_items + gone_skips)
-        report.removed = len(gone_items)
+    # Rows of vanished files are deleted at the end of the run, so that a moved or
+    # renamed file can still reuse their vectors.
     if stale_skips:
         store.delete_paths(stale_skips, items=False)
     writer = _Writer(store, column, options, report, set(item_states) - set(gone_items),
-                     set(skipped_states) - set(gone_skips) - set(stale_skips))
-    if problems:
+                     set(skipped_states) - set(gone_skips) - set(stale_skips), start_version)
+    if problems:  # folders that could not be listed, names that are not UTF-8...
+        report.skipped += len(problems)
         writer.skips.extend({"path": p.path, "size": None, "mtime_ns": None, "kind": None,
                              "code": CODE_BAD, "reason": p.reason, "at": time.time()}
                             for p in problems)
@@ -281,11 +285,13 @@ def index_paths(roots: Sequence[str], store: Store, encoder: Encoder,
 
     def embed_batch() -> None:
         fresh: list[FileResult] = []
+        fresh_fps: set[str | None] = set()
         for r in batch:  # identical content decoded twice in one run: embed it once
-            if r.fingerprint in writer.run_vectors:
+            if r.fingerprint in writer.run_vectors or r.fingerprint in fresh_fps:
                 writer.reuse.append(r)
             else:
                 fresh.append(r)
+                fresh_fps.add(r.fingerprint)
         if fresh:
             vecs = encoder.embed_pixels(np.stack([r.pixels for r in fresh]))
             for r, v in zip(fresh, vecs, strict=True):
@@ -317,11 +323,20 @@ def index_paths(roots: Sequence[str], store: Store, encoder: Encoder,
                             skipped=report.skipped, refresh=False)
         embed_batch()
         writer.commit()
+    except KeyboardInterrupt:
+        writer.commit()  # keep what was already embedded; the next run does the rest
+        raise
     finally:
         bar.close()
-    store.optimize()
-    info = build_index(store, column)
-    report.index_version = info.version
+    if gone_items or gone_skips:
+        store.delete_paths(gone_items + gone_skips)
+        report.removed = len(gone_items)
+    if store.version() != start_version:
+        store.optimize()
+    saved = saved_info(store, column)
+    if saved is None or saved.version != store.version():
+        saved = build_index(store, column)
+    report.index_version = saved.version
     report.seconds = time.monotonic() - t0
     store.update_meta(last_run={"finished": time.time(), "roots": roots, **report.as_dict()})
     return report

@@ -42,8 +42,9 @@ def scan(roots: Iterable[str], problems: list[ScanProblem] | None = None) -> Ite
     """Yield the regular files under ``roots``.
 
     Hidden files and directories (name starting with ".") are skipped. Symlinked
-    directories are followed once: a directory already visited (same device and
-    inode) is not entered again, so loops end. Unreadable directories and names that
+    directories are followed once, after the real ones: a directory already visited
+    (same device and inode) is not entered again, so loops end and files keep their
+    real paths when a link points inside the roots. Unreadable directories and names that
     are not valid UTF-8 are appended to ``problems`` instead of stopping the walk.
     A root may itself be a file.
     """
@@ -63,7 +64,10 @@ def scan(roots: Iterable[str], problems: list[ScanProblem] | None = None) -> Ite
                 yield FileEntry(root, st.st_size, st.st_mtime_ns)
             continue
         stack = [root]
-        while stack:
+        linked: list[str] = []  # symlinked folders, walked after the real ones
+        while stack or linked:
+            if not stack:  # real folders first, so files keep their real paths
+                stack, linked = list(reversed(linked)), []
             d = stack.pop()
             try:
                 dst = os.stat(d)
@@ -91,7 +95,7 @@ def scan(roots: Iterable[str], problems: list[ScanProblem] | None = None) -> Ite
                     continue
                 try:
                     if e.is_dir(follow_symlinks=True):
-                        subdirs.append(e.path)
+                        (linked if e.is_symlink() else subdirs).append(e.path)
                         continue
                     if not e.is_file(follow_symlinks=True):
                         continue  # sockets, fifos, devices, dangling links

@@ -30,6 +30,15 @@ def _add_encoder(p: argparse.ArgumentParser, for_query: bool) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("loupe")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     from indexer.encoders.openclip import DEFAULT_MODEL, DEFAULT_PRETRAINED
@@ -37,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="loupe", description="Search your photos by words, by example image, or both.")
+    parser.add_argument("--version", action="version", version=f"loupe {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="index (or re-index) folders and files",
@@ -90,7 +100,7 @@ def _db(args) -> str:
 
 def _encoder_for_index(args, store):
     """The encoder a run uses: the flags', else the index's recorded one, else the default."""
-    from indexer.encoders import encoder_from_spec, load_encoder
+    from indexer.encoders import LazyEncoder, load_encoder
 
     if args.model or args.pretrained:
         model = args.model or args.default_model
@@ -98,9 +108,14 @@ def _encoder_for_index(args, store):
         if pretrained is None and model == args.default_model:
             pretrained = args.default_pretrained
         return load_encoder(model, pretrained, args.device)
-    if store.encoders:
-        return encoder_from_spec(next(iter(store.encoders.values())), args.device)
+    if store is not None and store.encoders:
+        return LazyEncoder(next(iter(store.encoders.values())), args.device)
     return load_encoder(args.default_model, args.default_pretrained, args.device)
+
+
+def _shown(path: str) -> str:
+    """A path for a terminal line: quoted when it holds control characters (newlines...)."""
+    return repr(path) if any(ord(c) < 32 or ord(c) == 127 for c in path) else path
 
 
 def cmd_index(args) -> int:
@@ -115,8 +130,11 @@ def cmd_index(args) -> int:
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         raise LoupeError(f"no such file or folder: {', '.join(missing)}")
-    store = Store(_db(args), create=True)
-    encoder = _encoder_for_index(args, store)
+    db = _db(args)
+    # Load the model before creating anything: a failed start leaves no empty index.
+    existing = Store(db) if os.path.exists(os.path.join(db, "meta.json")) else None
+    encoder = _encoder_for_index(args, existing)
+    store = existing or Store(db, create=True)
     opts = IndexOptions(batch_size=args.batch_size, workers=args.workers,
                         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
                         draft_factor=args.draft or None, retry_failed=args.retry_failed,
@@ -164,7 +182,7 @@ def cmd_search(args) -> int:
         if not hits:
             print("no results")
         for i, h in enumerate(hits, 1):
-            print(f"{i:3d}  {h.score:.4f}  {h.path}")
+            print(f"{i:3d}  {h.score:.4f}  {_shown(h.path)}")
         print(f"({len(hits)} results in {elapsed * 1000:.0f} ms; model and index loaded in "
               f"{load_s:.1f} s)", file=sys.stderr)
     return EXIT_OK
@@ -200,8 +218,7 @@ def cmd_status(args) -> int:
         print(f"ignored (not media): {st['not_media']} files")
     print(f"skipped: {len(st['skipped'])} files")
     for s in st["skipped"]:
-        print(f"  {s['path']!r}: {s['reason']}" if "\n" in s["path"]
-              else f"  {s['path']}: {s['reason']}")
+        print(f"  {_shown(s['path'])}: {s['reason']}")
     return EXIT_OK
 
 

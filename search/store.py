@@ -270,19 +270,35 @@ class Store:
             )
         }
 
-    def rows_by_fingerprint(self, fingerprints: Iterable[str], column: str) -> dict[str, dict]:
-        """{fingerprint: a row with that content} (with its vector), for vector reuse."""
+    def rows_by_fingerprint(self, fingerprints: Iterable[str], column: str,
+                            version: int | None = None) -> dict[str, dict]:
+        """{fingerprint: a row with that content} (with its vector), for vector reuse.
+
+        ``version``: look in the items table as it was at that version (falls back to
+        the latest when that version has been cleaned up).
+        """
         fps = sorted(set(fingerprints))
         t = self.items(create=False)
         out: dict[str, dict] = {}
         if t is None or not fps:
             return out
-        for chunk in _chunks(fps, 500):
-            where = "fingerprint IN (" + ",".join(sql_str(f) for f in chunk) + ")"
-            a = self._scan(t, ["fingerprint", "width", "height", column], where)
-            for row in a.to_pylist():
-                if row[column] is not None:
-                    out.setdefault(row["fingerprint"], row)
+        pinned = False
+        if version is not None:
+            try:
+                t.checkout(version)
+                pinned = True
+            except Exception:  # that version was cleaned up: the latest rows will do
+                t.checkout_latest()
+        try:
+            for chunk in _chunks(fps, 500):
+                where = "fingerprint IN (" + ",".join(sql_str(f) for f in chunk) + ")"
+                a = self._scan(t, ["fingerprint", "width", "height", column], where)
+                for row in a.to_pylist():
+                    if row[column] is not None:
+                        out.setdefault(row["fingerprint"], row)
+        finally:
+            if pinned:
+                t.checkout_latest()
         return out
 
     def get_items(self, ids: Sequence[str], columns: list[str] | None = None) -> dict[str, dict]:

@@ -43,6 +43,32 @@ def encoder_from_spec(spec: EncoderSpec, device: str = "auto") -> Encoder:
     return enc
 
 
+class LazyEncoder(Encoder):
+    """The encoder an index recorded, loaded only when something needs embedding.
+
+    An indexing run over an unchanged archive then never imports torch or loads a
+    model; the loaded model is still checked against the recorded spec.
+    """
+
+    def __init__(self, spec: EncoderSpec, device: str = "auto"):
+        self.spec = spec
+        self._device = device
+        self._encoder: Encoder | None = None
+
+    @property
+    def loaded(self) -> Encoder:
+        """The real encoder (loaded on first access)."""
+        if self._encoder is None:
+            self._encoder = encoder_from_spec(self.spec, self._device)
+        return self._encoder
+
+    def embed_pixels(self, pixels):
+        return self.loaded.embed_pixels(pixels)
+
+    def embed_texts(self, texts):
+        return self.loaded.embed_texts(texts)
+
+
 def load_encoder(model: str, pretrained: str | None, device: str = "auto") -> Encoder:
     """An open_clip encoder from CLI-style ``--model`` / ``--pretrained``."""
     from indexer.encoders.openclip import load_open_clip
@@ -52,6 +78,7 @@ def load_encoder(model: str, pretrained: str | None, device: str = "auto") -> En
 
 __all__ = [
     "Encoder",
+    "LazyEncoder",
     "EncoderSpec",
     "ImagePreprocess",
     "encoder_from_spec",
