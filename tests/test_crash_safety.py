@@ -76,15 +76,27 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _stop(proc: subprocess.Popen) -> bool:
-    """SIGSTOP the run's group and wait until the run is stopped; False if it exited."""
+def _stop(proc: subprocess.Popen, patience: float = 2.0) -> bool:
+    """SIGSTOP the run's group and wait until the run is stopped.
+
+    Returns False (and lets the group go on) if the run exited, or if it did not stop
+    in time: a process blocked in vfork() waiting for a child that the same SIGSTOP
+    froze before its exec cannot stop, so waiting for it without a limit would hang.
+    """
     _signal(proc, signal.SIGSTOP)
-    _, status = os.waitpid(proc.pid, os.WUNTRACED)
-    if os.WIFSTOPPED(status):
-        return True
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
-    _signal(proc, signal.SIGCONT)  # let any workers left over finish
-    return False
+    deadline = time.monotonic() + patience
+    while True:
+        pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+        if pid:
+            if os.WIFSTOPPED(status):
+                return True
+            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
+            _signal(proc, signal.SIGCONT)  # let any workers left over finish
+            return False
+        if time.monotonic() > deadline:
+            _signal(proc, signal.SIGCONT)  # try again on the next step
+            return False
+        time.sleep(0.005)
 
 
 def _read(log) -> str:
@@ -163,7 +175,7 @@ def crash_setup(tmp_path_factory, tiny_clip_dir):
         for proc in procs.values():
             if proc.poll() is None:
                 _signal(proc, signal.SIGKILL)
-                proc.wait()
+                proc.wait(timeout=60)
         for log in logs.values():
             log.close()
 
