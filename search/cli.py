@@ -107,10 +107,30 @@ def _encoder_for_index(args, store):
         pretrained = args.pretrained
         if pretrained is None and model == args.default_model:
             pretrained = args.default_pretrained
+        for spec in (store.encoders.values() if store is not None else ()):
+            if _same_source(spec, model, pretrained):  # load it only if something changed
+                return LazyEncoder(spec, args.device)
         return load_encoder(model, pretrained, args.device)
     if store is not None and store.encoders:
         return LazyEncoder(next(iter(store.encoders.values())), args.device)
     return load_encoder(args.default_model, args.default_pretrained, args.device)
+
+
+def _same_source(spec, model: str, pretrained: str | None) -> bool:
+    """Whether --model/--pretrained name the weights an index recorded (same place).
+
+    The loaded model is still checked against the recorded spec (weight hash included)
+    before it embeds anything.
+    """
+    if spec.backend != "open_clip":
+        return False
+    if model.startswith("local-dir:") or os.path.isdir(model):
+        return spec.model == "local-dir:" + os.path.abspath(model.removeprefix("local-dir:"))
+    if model.startswith("hf-hub:"):
+        return spec.model == model
+    if pretrained and os.path.isfile(pretrained):
+        pretrained = os.path.abspath(pretrained)
+    return spec.model == model and spec.weights == pretrained
 
 
 def _shown(path: str) -> str:

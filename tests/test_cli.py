@@ -298,3 +298,35 @@ def test_loupe_db_env_is_honoured(tmp_path, capsys, monkeypatch, tiny_clip_dir):
     monkeypatch.delenv("LOUPE_DB")
     monkeypatch.setenv("LOUPE_DB", str(flag_db))
     _assert_one_line_error(*_run(capsys, "search", "cat"), str(flag_db))
+
+
+def test_unchanged_rerun_with_flags_loads_no_model_and_swapped_weights_are_caught(
+        tmp_path, capsys, monkeypatch, tiny_clip_dir):
+    from tiny_models import make_tiny_clip_dir
+
+    import indexer.encoders.openclip as oc
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_clip_dir, model_dir)
+    photos = tmp_path / "photos"
+    solid(photos / "a.png", (200, 10, 10))
+    argv = ["index", str(photos), "--db", str(tmp_path / "db"), "--model", str(model_dir),
+            "--workers", "0", "--quiet"]
+    assert _run(capsys, *argv)[0] == 0
+
+    real_loader = oc.load_open_clip
+
+    def no_load(*a, **kw):
+        raise AssertionError("an unchanged re-run must not load the model")
+
+    monkeypatch.setattr(oc, "load_open_clip", no_load)
+    assert _run(capsys, *argv)[0] == 0
+    monkeypatch.setattr(oc, "load_open_clip", real_loader)
+
+    # other weights copied over the same folder: caught before anything is embedded
+    other = make_tiny_clip_dir(str(tmp_path / "other"), seed=7)
+    shutil.copy(os.path.join(other, "open_clip_model.safetensors"), model_dir)
+    solid(photos / "b.png", (10, 200, 10))
+    _assert_one_line_error(*_run(capsys, *argv), "no longer the same", "weights_id")
+    rows = Store(str(tmp_path / "db")).item_states()
+    assert sorted(os.path.basename(p) for p in rows) == ["a.png"]
