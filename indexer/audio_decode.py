@@ -28,11 +28,11 @@ dropped.
 Damaged files
 -------------
 Undecodable packets are skipped (and summarised in ``problems``) up to
-:data:`MAX_DECODE_ERRORS` in a row; a demuxer error ends the stream. So a truncated file
-yields what decodes (its prefix) and reports it in ``problems`` where it can tell (a
-cut Ogg file cannot be told: FFmpeg takes its duration from the last page present);
-:class:`AudioDecodeError` is raised when the file cannot be opened, has no audio stream,
-or yields no samples at all.
+:data:`indexer.av_stream.MAX_DECODE_ERRORS` in a row; a demuxer error ends the stream.
+So a truncated file yields what decodes (its prefix) and reports it in ``problems``
+where it can tell (a cut Ogg file cannot be told: FFmpeg takes its duration from the
+last page present); :class:`AudioDecodeError` is raised when the file cannot be
+opened, has no audio stream, or yields no samples at all.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ import av
 import numpy as np
 import torch
 
+from indexer.av_stream import StreamReader, av_reason
+
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_SILENCE_DB = -50.0
-MAX_DECODE_ERRORS = 50  # undecodable packets in a row before the rest of the stream is given up
 DB_FLOOR = -200.0  # rms_db of digital silence (instead of -inf, which JSON cannot hold)
 _TAIL_SLACK_S = 0.5  # a stream ending earlier than this before its declared end is reported
 
@@ -102,10 +103,6 @@ class AudioWindow:
         return self.samples[: self.num_samples]
 
 
-def _reason(e: Exception) -> str:
-    return ((getattr(e, "strerror", None) or str(e)).splitlines() or [type(e).__name__])[0]
-
-
 def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.AudioStream]:
     """Open a file and return it with its audio stream, or raise AudioDecodeError."""
     path = os.fspath(path)
@@ -114,13 +111,13 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.Audi
     except FileNotFoundError as e:
         raise AudioDecodeError(f"file not found: {path}") from e
     except OSError as e:
-        raise AudioDecodeError(f"cannot read: {_reason(e)}") from e
+        raise AudioDecodeError(f"cannot read: {av_reason(e)}") from e
     if size == 0:
         raise AudioDecodeError("empty file (0 bytes)")
     try:
         container = av.open(path, mode="r")
     except av.FFmpegError as e:
-        raise AudioDecodeError(f"cannot open as audio or video: {_reason(e)}") from e
+        raise AudioDecodeError(f"cannot open as audio or video: {av_reason(e)}") from e
     except Exception as e:  # OSError, UnicodeDecodeError from odd metadata...
         raise AudioDecodeError(f"cannot open as audio: {type(e).__name__}: {e}") from e
     if not container.streams.audio:
@@ -205,7 +202,7 @@ class _MonoResampler:
             self._key = None
 
 
-class AudioReader:
+class AudioReader(StreamReader):
     """Iterator of :class:`AudioChunk`: a file's sound as mono float32 at ``sample_rate``.
 
     Opening happens in the constructor, so a file that cannot be read raises
@@ -219,92 +216,29 @@ class AudioReader:
     def __init__(self, path: str | os.PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE):
         if not (isinstance(sample_rate, int) and sample_rate > 0):
             raise ValueError(f"sample_rate must be a positive int, not {sample_rate!r}")
+        super().__init__()
         self.path = os.fspath(path)
         self.sample_rate = sample_rate
-        self.problems: list[str] = []
         self.samples_decoded = 0
-        self.complete = False
         self._container, self._stream = _open(self.path)
         self.info = _info(self._container, self._stream)
         self._gen = self._run()
-
-    def __iter__(self) -> AudioReader:
-        return self
-
-    def __next__(self) -> AudioChunk:
-        return next(self._gen)
-
-    def close(self) -> None:
-        """Stop early and release the file (also done at the end of iteration)."""
-        self._gen.close()
-        self._container.close()
-
-    def __enter__(self) -> AudioReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def duration(self) -> float:
         """Seconds decoded so far (the whole stream once iteration has ended)."""
         return self.samples_decoded / self.sample_rate
 
-    def _problem(self, msg: str) -> None:
-        if msg not in self.problems and len(self.problems) < 20:
-            self.problems.append(msg)
-
-    def _frames(self) -> Iterator[av.AudioFrame]:
-        """Decoded frames; bad packets are skipped and summarised in ``problems``."""
-        stream = self._stream
-        bad = consecutive = 0
-        slot: int | None = None  # where the summary of bad packets sits in ``problems``
-        clean = True
-        packets = self._container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except av.FFmpegError as e:  # demuxer: truncated or damaged container
-                self._problem(f"stopped reading: {_reason(e)}")
-                clean = False
-                break
-            try:
-                frames = packet.decode()  # the empty packet demux() yields at EOF flushes
-            except av.FFmpegError as e:
-                bad += 1
-                consecutive += 1
-                msg = f"{bad} undecodable audio packet(s): {_reason(e)}"
-                if slot is None:
-                    slot = len(self.problems)
-                    self.problems.append(msg)
-                else:
-                    self.problems[slot] = msg
-                if consecutive >= MAX_DECODE_ERRORS:
-                    self._problem(f"gave up after {consecutive} undecodable packets in a row")
-                    clean = False
-                    break
-                continue
-            consecutive = 0
-            yield from frames
-        if not clean:  # no flush packet came: collect what is still in the decoder
-            try:
-                yield from stream.codec_context.decode(None)
-            except av.FFmpegError:
-                pass
-        self.complete = clean and bad == 0
-
     def _run(self) -> Iterator[AudioChunk]:
         mixer = _MonoResampler(self.sample_rate)
         try:
-            for frame in self._frames():
+            for frame in self._decode_tolerant("audio "):
                 for mono in mixer.push(frame):
                     yield self._chunk(mono)
             for mono in mixer.flush():
                 yield self._chunk(mono)
         except av.FFmpegError as e:  # resampler / filter graph trouble
-            self._problem(f"resampling failed: {_reason(e)}")
+            self._problem(f"resampling failed: {av_reason(e)}")
             self.complete = False
         finally:
             self._container.close()

@@ -46,10 +46,11 @@ from av.sidedata.sidedata import Type as SideDataType
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from indexer.av_stream import StreamReader, av_reason
+
 DEFAULT_SHOT_THRESHOLD = 0.35
 HIST_SIZE = 64  # side of the thumbnail the histogram is taken from
 _H_BINS, _S_BINS, _V_BINS = 16, 4, 8
-MAX_DECODE_ERRORS = 50  # undecodable packets in a row before the rest of the file is given up
 _TAIL_SLACK_S = 0.5  # a stream ending earlier than this before its declared end is reported
 
 
@@ -225,7 +226,7 @@ class _ShotDetector:
         return self.last_distance > self.threshold
 
 
-class FrameSampler(Iterator[VideoFrame]):
+class FrameSampler(StreamReader, Iterator[VideoFrame]):
     """Iterator over sampled frames of one video; see :func:`sample_frames`.
 
     After (or during) iteration: ``problems`` lists what went wrong, one line each (empty
@@ -246,80 +247,17 @@ class FrameSampler(Iterator[VideoFrame]):
                          else Fraction(interval).limit_denominator(1_000_000))
         self.shot_threshold = shot_threshold
         self.max_frames = max_frames
+        super().__init__()
         self.path = os.fspath(path)
-        self.problems: list[str] = []
         self.frames_decoded = 0
         self.shot_changes = 0
-        self.complete = False
         self._container, self._stream = _open(path)  # raises before iteration starts
         self._gen = self._run()
 
-    def __next__(self) -> VideoFrame:
-        return next(self._gen)
-
-    def close(self) -> None:
-        """Stop early and release the file (also done at the end of iteration)."""
-        self._gen.close()
-        self._container.close()
-
-    def __enter__(self) -> FrameSampler:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _problem(self, msg: str) -> None:
-        if msg not in self.problems and len(self.problems) < 20:
-            self.problems.append(msg)
-
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """Decoded frames; bad packets are skipped and summarised in ``problems``."""
-        stream = self._stream
-        stream.thread_type = "AUTO"  # frame + slice threads; output is bit-identical
-        bad = consecutive = 0
-        first_bad: float | None = None
-        last_bad: float | None = None
-        slot: int | None = None  # where the summary of bad packets sits in ``problems``
-        clean = True
-        packets = self._container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except av.FFmpegError as e:  # demuxer: truncated or damaged container
-                self._problem(f"stopped reading: {_reason(e)}")
-                clean = False
-                break
-            try:
-                # The empty packet demux() yields at EOF flushes the decoder.
-                frames = packet.decode()
-            except av.FFmpegError as e:
-                bad += 1
-                consecutive += 1
-                if packet.pts is not None:
-                    at = float(packet.pts * packet.time_base)
-                    first_bad = at if first_bad is None else min(first_bad, at)
-                    last_bad = at if last_bad is None else max(last_bad, at)
-                where = (f" between {first_bad:.2f} and {last_bad:.2f} s"
-                         if first_bad is not None else "")
-                msg = f"{bad} undecodable packet(s){where}: {_reason(e)}"
-                if slot is None:
-                    slot = len(self.problems)
-                    self.problems.append(msg)
-                else:
-                    self.problems[slot] = msg
-                if consecutive >= MAX_DECODE_ERRORS:
-                    self._problem(f"gave up after {consecutive} undecodable packets in a row")
-                    return
-                continue
-            consecutive = 0
-            yield from frames
-        try:  # after a demux error no flush packet came: collect frames still in the decoder
-            yield from stream.codec_context.decode(None)
-        except av.FFmpegError:
-            pass
-        self.complete = clean and bad == 0
+        self._stream.thread_type = "AUTO"  # frame + slice threads; output is bit-identical
+        return self._decode_tolerant()
 
     def _run(self) -> Iterator[VideoFrame]:
         detector = (_ShotDetector(self.shot_threshold)
@@ -394,10 +332,6 @@ class FrameSampler(Iterator[VideoFrame]):
                           f"{declared:.2f} s: truncated or damaged")
 
 
-def _reason(e: Exception) -> str:
-    return (getattr(e, "strerror", None) or str(e)).splitlines()[0]
-
-
 def _frame_step(stream: av.VideoStream) -> Fraction:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return 1 / Fraction(rate) if rate else Fraction(1, 25)
@@ -448,7 +382,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                 first = frame
                 break
         except av.FFmpegError as e:
-            raise VideoDecodeError(f"video stream does not decode: {_reason(e)}") from e
+            raise VideoDecodeError(f"video stream does not decode: {av_reason(e)}") from e
         if first is None:
             raise VideoDecodeError("video stream has no decodable frame")
         rotation = _rotation_of(first)
