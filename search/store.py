@@ -234,41 +234,23 @@ class Store:
         return q.limit(None).to_arrow()
 
     # -- reads -----------------------------------------------------------------------
+    def _states(self, table, extra: str) -> dict[str, FileState]:
+        """{path: state} from ``table``, with ``extra`` ("fingerprint" or "code") filled."""
+        if table is None:
+            return {}
+        names = ["path", "size", "mtime_ns", "kind", extra]
+        a = self._scan(table, names)
+        cols = [a[n].to_pylist() for n in names]
+        return {p: FileState(s, m, kind=k, **{extra: x})
+                for p, s, m, k, x in zip(*cols, strict=True)}
+
     def item_states(self) -> dict[str, FileState]:
         """{path: state} of the files that have rows (photos)."""
-        t = self.items(create=False)
-        if t is None:
-            return {}
-        a = self._scan(t, ["path", "size", "mtime_ns", "fingerprint", "kind"])
-        return {
-            p: FileState(s, m, f, kind=k)
-            for p, s, m, f, k in zip(
-                a["path"].to_pylist(),
-                a["size"].to_pylist(),
-                a["mtime_ns"].to_pylist(),
-                a["fingerprint"].to_pylist(),
-                a["kind"].to_pylist(),
-                strict=True,
-            )
-        }
+        return self._states(self.items(create=False), "fingerprint")
 
     def skipped_states(self) -> dict[str, FileState]:
         """{path: state} of the files that were skipped, with their code."""
-        t = self.skipped(create=False)
-        if t is None:
-            return {}
-        a = self._scan(t, ["path", "size", "mtime_ns", "code", "kind"])
-        return {
-            p: FileState(s, m, code=c, kind=k)
-            for p, s, m, c, k in zip(
-                a["path"].to_pylist(),
-                a["size"].to_pylist(),
-                a["mtime_ns"].to_pylist(),
-                a["code"].to_pylist(),
-                a["kind"].to_pylist(),
-                strict=True,
-            )
-        }
+        return self._states(self.skipped(create=False), "code")
 
     def rows_by_fingerprint(self, fingerprints: Iterable[str], column: str,
                             version: int | None = None) -> dict[str, dict]:
