@@ -46,7 +46,7 @@ import av
 import numpy as np
 import torch
 
-from indexer.av_stream import StreamReader, av_reason
+from indexer.av_stream import StreamReader, av_reason, declared_duration
 
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_SILENCE_DB = -50.0
@@ -131,20 +131,11 @@ def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.Audi
     return container, stream
 
 
-def _declared_duration(container: av.container.InputContainer,
-                       stream: av.AudioStream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
-
-
 def _info(container: av.container.InputContainer, stream: av.AudioStream) -> AudioInfo:
     cc = stream.codec_context
     layout = cc.layout
     return AudioInfo(
-        duration=_declared_duration(container, stream),
+        duration=declared_duration(container, stream),
         sample_rate=int(cc.sample_rate or stream.rate or 0),
         channels=int(layout.nb_channels if layout is not None else cc.channels),
         layout=layout.name if layout is not None else "",

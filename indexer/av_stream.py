@@ -18,6 +18,15 @@ def av_reason(e: Exception) -> str:
     return ((getattr(e, "strerror", None) or str(e)).splitlines() or [type(e).__name__])[0]
 
 
+def declared_duration(container: Any, stream: Any) -> float | None:
+    """Seconds a stream says it lasts (its own duration, else the container's), or None."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
 class StreamReader:
     """Base of the PyAV readers.
 

@@ -46,7 +46,7 @@ from av.sidedata.sidedata import Type as SideDataType
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
-from indexer.av_stream import StreamReader, av_reason
+from indexer.av_stream import StreamReader, av_reason, declared_duration
 
 DEFAULT_SHOT_THRESHOLD = 0.35
 HIST_SIZE = 64  # side of the thumbnail the histogram is taken from
@@ -337,15 +337,6 @@ def _frame_step(stream: av.VideoStream) -> Fraction:
     return 1 / Fraction(rate) if rate else Fraction(1, 25)
 
 
-def _declared_duration(container: av.container.InputContainer,
-                       stream: av.VideoStream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
-
-
 def sample_frames(path: str | os.PathLike, interval: float | Fraction = 1.0,
                   shot_threshold: float | None = DEFAULT_SHOT_THRESHOLD,
                   max_frames: int | None = None) -> FrameSampler:
@@ -389,7 +380,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         h, w = upright(np.zeros((first.height, first.width, 3), np.uint8), first).shape[:2]
         rate = stream.average_rate or stream.guessed_rate
         return VideoInfo(
-            duration=_declared_duration(container, stream),
+            duration=declared_duration(container, stream),
             width=w, height=h,
             fps=float(rate) if rate else None,
             codec=stream.codec_context.name,

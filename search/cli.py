@@ -186,8 +186,9 @@ def cmd_search(args) -> int:
     encoder = None
     if args.model or args.pretrained:
         from indexer.encoders import load_encoder
+        from indexer.encoders.openclip import DEFAULT_MODEL
 
-        encoder = load_encoder(args.model or "ViT-B-32", args.pretrained, args.device)
+        encoder = load_encoder(args.model or DEFAULT_MODEL, args.pretrained, args.device)
     searcher = Searcher(store, encoder, device=args.device)
     t_load = time.perf_counter()
     searcher.encoder  # noqa: B018 - load the model (and index) outside the query's timing
