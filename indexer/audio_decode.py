@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from indexer.av_stream import StreamReader, av_reason, declared_duration
+from indexer.encoders.base import AudioPreprocess
 
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_SILENCE_DB = -50.0
@@ -427,3 +428,26 @@ def kaldi_fbank(samples: np.ndarray | torch.Tensor, sample_rate: int = DEFAULT_S
     elif n > target_length:
         fbank = fbank[:, :target_length]
     return ((fbank - mean) / std).unsqueeze(0)
+
+
+def window_features(window: AudioWindow, audio: AudioPreprocess) -> torch.Tensor:
+    """The encoder input of one window: its fbank, of the real samples only (no padding)."""
+    return kaldi_fbank(window.valid, audio.sample_rate, audio.num_mel_bins,
+                       audio.target_length, audio.mean, audio.std)
+
+
+def audio_features(path: str | os.PathLike,
+                   audio: AudioPreprocess) -> tuple[np.ndarray, np.ndarray]:
+    """All windows of a file as encoder input, for a sound query.
+
+    Returns ``(features, silent)``: float32 (N, 1, mel bins, frames) and a bool (N,) mask.
+    Raises :class:`AudioDecodeError` when the file has no decodable sound.
+    """
+    feats, silent = [], []
+    with audio_windows(path, audio.clip_seconds, sample_rate=audio.sample_rate) as windows:
+        for w in windows:
+            feats.append(window_features(w, audio).numpy())
+            silent.append(w.silent)
+    if not feats:
+        raise AudioDecodeError(f"{os.fspath(path)}: no sound decoded")
+    return np.stack(feats), np.array(silent, dtype=bool)

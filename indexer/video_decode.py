@@ -252,6 +252,7 @@ class FrameSampler(StreamReader, Iterator[VideoFrame]):
         self.frames_decoded = 0
         self.shot_changes = 0
         self._container, self._stream = _open(path)  # raises before iteration starts
+        self.declared_duration = declared_duration(self._container, self._stream)
         self._gen = self._run()
 
     def _decoded(self) -> Iterator[av.VideoFrame]:

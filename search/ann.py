@@ -44,6 +44,8 @@ class VectorIndex:
         self.kinds = np.asarray(rows["kind"].to_pylist(), dtype=object)
         ts = rows["timestamp"].to_pylist()
         self.timestamps = np.asarray([np.nan if t is None else t for t in ts], dtype=np.float64)
+        ends = rows["end"].to_pylist() if "end" in rows.column_names else [None] * len(ts)
+        self.ends = np.asarray([np.nan if t is None else t for t in ends], dtype=np.float64)
         self._masks: dict[tuple, np.ndarray | None] = {}
 
     def __len__(self) -> int:
@@ -132,14 +134,14 @@ def _build(column: str, version: int, table: pa.Table) -> VectorIndex:
         vecs = np.ascontiguousarray(flat.reshape(table.num_rows, dim), dtype=np.float32)
     else:
         for name, typ in (("path", pa.string()), ("kind", pa.string()),
-                          ("timestamp", pa.float64())):
+                          ("timestamp", pa.float64()), ("end", pa.float64())):
             if name not in table.column_names:
                 table = table.append_column(name, pa.array([], typ))
         vecs = np.zeros((0, max(dim, 1)), np.float32)
     index = faiss.IndexFlatIP(vecs.shape[1])
     if len(vecs):
         index.add(vecs)
-    rows = table.select(["id", "path", "kind", "timestamp"])
+    rows = table.select(["id", "path", "kind", "timestamp", "end"])
     return VectorIndex(index, rows, IndexInfo(column, version, len(vecs), "Flat,IP"))
 
 

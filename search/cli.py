@@ -20,13 +20,21 @@ def _add_db(p: argparse.ArgumentParser) -> None:
 
 
 def _add_encoder(p: argparse.ArgumentParser, for_query: bool) -> None:
-    note = " (default: the index's own encoder)" if for_query else ""
-    p.add_argument("--model", default=None,
-                   help="open_clip model name (ViT-B-32, ...), hf-hub:ORG/REPO, or a local "
-                        f"folder with open_clip_config.json + weights{note}")
-    p.add_argument("--pretrained", default=None,
-                   help="pretrained tag (laion2b_s34b_b79k, ...) or a local weight file"
-                        f"{note}")
+    models = ("open_clip model name (ViT-B-32, ...), hf-hub:ORG/REPO, imagebind_huge, or a "
+              "local folder with open_clip_config.json or imagebind_config.json + weights")
+    if for_query:
+        p.add_argument("--model", default=None,
+                       help=f"{models} (default: the index's first model that embeds every "
+                            "term of the query)")
+        p.add_argument("--pretrained", default=None,
+                       help="pretrained tag or local weight file of --model")
+    else:
+        p.add_argument("--model", action="append", default=None,
+                       help=f"{models}; repeat for several models, each its own vector "
+                            "column (default: the index's models, else ViT-B-32)")
+        p.add_argument("--pretrained", action="append", default=None,
+                       help="pretrained tag (laion2b_s34b_b79k, ...) or a local weight file; "
+                            "the n-th --pretrained goes with the n-th --model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
 
 
@@ -50,13 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="index (or re-index) folders and files",
-                       description="Embed new and changed photos under PATH...; moved or "
-                                   "copied files reuse their vectors; vanished ones are removed.")
+                       description="Embed new and changed photos, video frames and sounds "
+                                   "under PATH...; moved or copied files reuse their vectors; "
+                                   "vanished ones are removed. Every model of the index is "
+                                   "kept up to date.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     _add_db(p)
     _add_encoder(p, for_query=False)
+    p.add_argument("--add", action="store_true",
+                   help="add --model(s) the index does not hold yet (their vectors are "
+                        "computed for every file already indexed)")
     p.set_defaults(default_model=DEFAULT_MODEL, default_pretrained=DEFAULT_PRETRAINED)
-    p.add_argument("--batch-size", type=int, default=32, help="images per model call (32)")
+    p.add_argument("--every", type=float, default=1.0, metavar="SECONDS",
+                   help="video: one frame every SECONDS (1.0; 1/60 = every frame of 60 fps "
+                        "video), plus one at each shot change")
+    p.add_argument("--shot-threshold", type=float, default=0.35, metavar="D",
+                   help="video: colour-histogram distance counted as a shot change (0.35; "
+                        "0 turns shot detection off)")
+    p.add_argument("--batch-size", type=int, default=32, help="items per model call (32)")
     p.add_argument("--workers", type=int, default=default_workers(),
                    help=f"decode processes (default: one per core = {default_workers()}; "
                         "0 decodes in-process)")
@@ -78,9 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    'loupe search "dog" + ./beach.jpg - "people"; '
                                    'loupe search "2:dog" "cat". A token that names an '
                                    "existing file is an image; force with text:/image:.")
-    p.add_argument("query", nargs="+", metavar="TERM")
+    p.add_argument("query", nargs="*", metavar="TERM")
+    p.add_argument("--audio", action="append", default=[], metavar="FILE",
+                   help="a sound to search with (needs an audio model such as ImageBind); "
+                        "adds to the TERMs")
     p.add_argument("-k", type=int, default=10, help="number of results (10)")
-    p.add_argument("--kind", default=None, help="only this kind (photo)")
+    p.add_argument("--kind", default=None, choices=["photo", "frame", "video", "audio"],
+                   help="only this kind: photo, frame (= video), audio (sound windows)")
+    p.add_argument("--frames", action="store_true",
+                   help="list every matching video frame / sound window instead of one "
+                        "result per file with its best moments")
     p.add_argument("--folder", default=None, help="only files under this folder")
     p.add_argument("--json", action="store_true", help="print results as a JSON list")
     _add_db(p)
@@ -98,22 +124,44 @@ def _db(args) -> str:
     return os.path.abspath(args.db or default_db_dir())
 
 
-def _encoder_for_index(args, store):
-    """The encoder a run uses: the flags', else the index's recorded one, else the default."""
+def _encoders_for_index(args, store) -> list:
+    """The encoders a run uses: the index's models, plus --model(s) new to it (with --add).
+
+    A new index uses the --model(s) given, else the default model.
+    """
     from indexer.encoders import LazyEncoder, load_encoder
 
-    if args.model or args.pretrained:
-        model = args.model or args.default_model
-        pretrained = args.pretrained
-        if pretrained is None and model == args.default_model:
-            pretrained = args.default_pretrained
-        for spec in (store.encoders.values() if store is not None else ()):
-            if _same_source(spec, model, pretrained):  # load it only if something changed
-                return LazyEncoder(spec, args.device)
-        return load_encoder(model, pretrained, args.device)
-    if store is not None and store.encoders:
-        return LazyEncoder(next(iter(store.encoders.values())), args.device)
-    return load_encoder(args.default_model, args.default_pretrained, args.device)
+    recorded = list(store.encoders.values()) if store is not None else []
+    models = list(args.model or [])
+    pretrained = list(args.pretrained or [])
+    if len(pretrained) > max(1, len(models)):
+        raise LoupeError("more --pretrained than --model: give one --model per --pretrained")
+    if pretrained and not models:
+        models = [args.default_model]
+    if not models and not recorded:
+        models = [args.default_model]
+    named, new = [], []
+    for i, model in enumerate(models):
+        weights = pretrained[i] if i < len(pretrained) else None
+        if weights is None and model == args.default_model:
+            weights = args.default_pretrained
+        spec = next((s for s in recorded if _same_source(s, model, weights)), None)
+        if spec is not None:  # load it only if something needs embedding
+            named.append(spec.column)
+            continue
+        enc = load_encoder(model, weights, args.device)
+        if enc.spec.column in {s.column for s in recorded}:
+            named.append(enc.spec.column)
+            continue
+        new.append(enc)
+    if new and recorded and not args.add:
+        have = "; ".join(s.describe() for s in recorded)
+        adding = "; ".join(e.spec.describe() for e in new)
+        raise LoupeError(
+            f"this index holds vectors of {have}. To add {adding} (computed for every file "
+            "already indexed), run again with --add; or use another --db"
+        )
+    return [LazyEncoder(s, args.device) for s in recorded] + new
 
 
 def _same_source(spec, model: str, pretrained: str | None) -> bool:
@@ -122,11 +170,11 @@ def _same_source(spec, model: str, pretrained: str | None) -> bool:
     The loaded model is still checked against the recorded spec (weight hash included)
     before it embeds anything.
     """
-    if spec.backend != "open_clip":
+    if spec.backend not in ("open_clip", "imagebind"):
         return False
     if model.startswith("local-dir:") or os.path.isdir(model):
         return spec.model == "local-dir:" + os.path.abspath(model.removeprefix("local-dir:"))
-    if model.startswith("hf-hub:"):
+    if model.startswith("hf-hub:") or (spec.backend == "imagebind" and not pretrained):
         return spec.model == model
     if pretrained and os.path.isfile(pretrained):
         pretrained = os.path.abspath(pretrained)
@@ -152,36 +200,59 @@ def cmd_index(args) -> int:
         raise LoupeError(f"no such file or folder: {', '.join(missing)}")
     db = _db(args)
     # Load the model before creating anything: a failed start leaves no empty index.
+    if not args.every > 0:
+        raise LoupeError("--every must be a positive number of seconds")
     existing = Store(db) if os.path.exists(os.path.join(db, "meta.json")) else None
-    encoder = _encoder_for_index(args, existing)
+    encoders = _encoders_for_index(args, existing)
     store = existing or Store(db, create=True)
     opts = IndexOptions(batch_size=args.batch_size, workers=args.workers,
                         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
                         draft_factor=args.draft or None, retry_failed=args.retry_failed,
+                        frame_interval=args.every,
+                        shot_threshold=args.shot_threshold or None,
                         commit_rows=max(1, args.commit_rows),
                         progress=not args.quiet and sys.stderr.isatty())
-    report = index_paths(args.paths, store, encoder, opts)
+    report = index_paths(args.paths, store, encoders, opts)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         rate = report.embedded / report.seconds if report.seconds else 0.0
         print(f"indexed into {store.dir} in {report.seconds:.1f}s: {report.files_seen} files "
-              f"seen, {report.unchanged} unchanged, {report.embedded} embedded "
+              f"seen, {report.unchanged} unchanged, {report.embedded} items embedded "
               f"({rate:.1f}/s), {report.reused} reused, {report.removed} removed, "
-              f"{report.skipped} skipped, {report.unsupported} not yet supported")
-        if report.skipped:
+              f"{report.skipped} skipped, {report.unsupported} not indexed by these models")
+        if report.videos or report.audio_files:
+            print(f"  {report.photos} photos, {report.videos} videos ({report.frames} frames), "
+                  f"{report.audio_files} sound files, {report.sound_windows} sound windows")
+        if report.partial:
+            print(f"  {report.partial} files indexed only in part (damaged)")
+        if report.skipped or report.partial:
             print("see `loupe status` for the skipped files and why")
     return EXIT_OK
 
 
+def _clock(seconds: float) -> str:
+    """1:02:03.5 / 2:03.5 / 3.50s, for moments in a video or sound."""
+    m, sec = divmod(seconds, 60)
+    h, m = divmod(int(m), 60)
+    if h:
+        return f"{h}:{m:02d}:{sec:04.1f}"
+    return f"{m}:{sec:04.1f}" if m else f"{sec:.2f}s"
+
+
 def cmd_search(args) -> int:
     from search.engine import Searcher
-    from search.query import parse_query
+    from search.query import modalities, parse_query
     from search.store import Store
 
     if args.k < 1:
         raise LoupeError("-k must be at least 1")
-    terms = parse_query(args.query)  # before loading a model: bad queries fail fast
+    tokens = list(args.query)
+    for f in args.audio:
+        tokens += (["+"] if tokens else []) + [f"audio:{f}"]
+    if not tokens:
+        raise LoupeError("empty query: give words, an image file, a sound (--audio), or a mix")
+    terms = parse_query(tokens)  # before loading a model: bad queries fail fast
     store = Store(_db(args))
     encoder = None
     if args.model or args.pretrained:
@@ -190,12 +261,15 @@ def cmd_search(args) -> int:
 
         encoder = load_encoder(args.model or DEFAULT_MODEL, args.pretrained, args.device)
     searcher = Searcher(store, encoder, device=args.device)
+    column = searcher.column_for(modalities(terms))
     t_load = time.perf_counter()
-    searcher.encoder  # noqa: B018 - load the model (and index) outside the query's timing
-    searcher.index  # noqa: B018
+    searcher.encoder_of(column)  # load the model (and index) outside the query's timing
+    searcher.index_of(column)
     load_s = time.perf_counter() - t_load
     t0 = time.perf_counter()
-    hits = searcher.search(terms, k=args.k, kind=args.kind, folder=args.folder)
+    kind = "frame" if args.kind == "video" else args.kind
+    hits = searcher.search(terms, k=args.k, kind=kind, folder=args.folder,
+                           group=not args.frames)
     elapsed = time.perf_counter() - t0
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
@@ -203,7 +277,12 @@ def cmd_search(args) -> int:
         if not hits:
             print("no results")
         for i, h in enumerate(hits, 1):
-            print(f"{i:3d}  {h.score:.4f}  {_shown(h.path)}")
+            where = ""
+            if h.moments:
+                where = "  at " + ", ".join(_clock(m.timestamp) for m in h.moments)
+            elif h.timestamp is not None:
+                where = f"  at {_clock(h.timestamp)}"
+            print(f"{i:3d}  {h.score:.4f}  {_shown(h.path)}{where}")
         print(f"({len(hits)} results in {elapsed * 1000:.0f} ms; model and index loaded in "
               f"{load_s:.1f} s)", file=sys.stderr)
     return EXIT_OK
@@ -218,6 +297,8 @@ def cmd_status(args) -> int:
         print(json.dumps(st, indent=2, ensure_ascii=False))
         return EXIT_OK
     print(f"index: {st['db']} (store version {st['store_version']})")
+    files = ", ".join(f"{n} {k}" for k, n in sorted(st["files"].items())) or "none"
+    print(f"files: {files}")
     counts = ", ".join(f"{n} {k}" for k, n in sorted(st["counts"].items())) or "empty"
     print(f"items: {st['items']} ({counts})")
     for e in st["encoders"]:
@@ -226,15 +307,22 @@ def cmd_status(args) -> int:
             f"{f['type']} with {f['vectors']} vectors, "
             + ("fresh" if f["fresh"] else f"stale (built from version {f['built_from_version']}; "
                                           "rebuilt on next search)"))
-        print(f"encoder: {e['backend']} {e['model']} ({e['weights']}), dim {e['dim']}; "
-              f"index: {fresh}")
+        print(f"model: {e['backend']} {e['model']} ({e['weights']}), dim {e['dim']}, embeds "
+              f"{', '.join(e['modalities'])}; index: {fresh}")
+        if e.get("weights_license"):
+            print(f"  weights licence: {e['weights_license']}")
     if st["last_run"]:
         lr = st["last_run"]
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lr["finished"]))
         print(f"last run: {when}, {lr['embedded']} embedded, {lr['reused']} reused, "
               f"{lr['removed']} removed, {lr['skipped']} skipped")
     if st["unsupported"]:
-        print(f"not yet supported: {len(st['unsupported'])} files (video/audio)")
+        print(f"not indexed by this index's models: {len(st['unsupported'])} files "
+              "(sound files need an audio model)")
+    if st["partial"]:
+        print(f"indexed in part: {len(st['partial'])} files")
+        for s in st["partial"]:
+            print(f"  {_shown(s['path'])}: {s['problem']}")
     if st["not_media"]:
         print(f"ignored (not media): {st['not_media']} files")
     print(f"skipped: {len(st['skipped'])} files")
@@ -247,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``loupe`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "search" and not args.query and not args.audio:
+        parser.error("search needs a query: words, an image file, a sound (--audio), or a mix")
     try:
         return {"index": cmd_index, "search": cmd_search, "status": cmd_status}[args.command](args)
     except LoupeError as e:

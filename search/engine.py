@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from indexer.encoders import Encoder, encoder_from_spec
 from search.ann import VectorIndex, load_index
-from search.query import Term, parse_query, query_vector
+from search.query import Term, modalities, parse_query, query_vector
 from search.store import Store
 
 
 @dataclass
+class Moment:
+    """One matching moment of a video or sound file."""
+
+    id: str
+    timestamp: float
+    score: float
+    kind: str  # "frame" or "audio"
+    end: float | None = None
+
+
+@dataclass
 class Hit:
-    """One search result."""
+    """One search result: a photo, or a video / sound file with its best moments
+    (or, ungrouped, one frame or sound window)."""
 
     id: str
     path: str
     kind: str
     score: float
-    timestamp: float | None = None
+    timestamp: float | None = None  # the best moment, for video frames and sound windows
+    end: float | None = None  # sound windows: end of the window's audio
+    moments: list[Moment] = field(default_factory=list)  # best first (grouped results)
 
     def as_dict(self) -> dict:
         """JSON-ready."""
@@ -30,60 +44,119 @@ class Hit:
 
 
 class Searcher:
-    """Searches one store with the encoder that built it.
+    """Searches one store with the encoders that built it.
 
-    The FAISS index is reloaded whenever the store has moved on (another process
+    Each query is answered from the vector column of a model that embeds all of its
+    terms (text, images, sounds): the one asked for, else the first such model of the
+    index. FAISS indexes are reloaded whenever the store has moved on (another process
     indexed meanwhile), so results never include rows the store no longer has.
     """
 
     def __init__(self, store: Store, encoder: Encoder | None = None, device: str = "auto"):
         self.store = store
-        self.column, self.spec = store.encoder_for_query(encoder.spec if encoder else None)
-        self._encoder = encoder
+        self._requested = encoder
         self._device = device
-        self._index: VectorIndex | None = None
+        self._encoders: dict[str, Encoder] = {}
+        self._indexes: dict[str, VectorIndex] = {}
+        # The default column: validates a requested encoder at once.
+        self.column, self.spec = store.encoder_for_query(encoder.spec if encoder else None)
+        if encoder is not None:
+            self._encoders[self.column] = encoder
         self.last_query_seconds = 0.0
+
+    def column_for(self, needs: set[str]) -> str:
+        """The vector column that answers a query needing these modalities."""
+        spec = self._requested.spec if self._requested else None
+        return self.store.encoder_for_query(spec, needs)[0]
+
+    def encoder_of(self, column: str | None = None) -> Encoder:
+        """The encoder of a column (loaded on first use)."""
+        column = column or self.column
+        if column not in self._encoders:
+            self._encoders[column] = encoder_from_spec(self.store.encoders[column], self._device)
+        return self._encoders[column]
+
+    def index_of(self, column: str | None = None) -> VectorIndex:
+        """The FAISS index of a column, fresh with respect to the store."""
+        column = column or self.column
+        idx = self._indexes.get(column)
+        if idx is None or idx.info.version != self.store.version():
+            idx = self._indexes[column] = load_index(self.store, column)
+        return idx
 
     @property
     def encoder(self) -> Encoder:
-        """The query encoder (loaded on first use)."""
-        if self._encoder is None:
-            self._encoder = encoder_from_spec(self.spec, self._device)
-        return self._encoder
+        """The default column's encoder."""
+        return self.encoder_of()
 
     @property
     def index(self) -> VectorIndex:
-        """The FAISS index, fresh with respect to the store."""
-        if self._index is None or self._index.info.version != self.store.version():
-            self._index = load_index(self.store, self.column)
-        return self._index
+        """The default column's index."""
+        return self.index_of()
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, kind: str | None = None,
-                      folder: str | None = None) -> list[Hit]:
-        """Top-k hits for a unit query vector, with optional kind/folder filters."""
-        index = self.index
-        mask = index.mask(kind=kind, folder=folder)
-        if mask is not None and not mask.any():
-            return []
+    def _raw(self, index: VectorIndex, vector: np.ndarray, k: int,
+             mask: np.ndarray | None) -> list[Hit]:
         scores, pos = index.search(vector[None, :], k, mask)
         hits = []
         for s, p in zip(scores[0], pos[0], strict=True):
             if p < 0:
                 continue
-            ts = index.timestamps[p]
+            ts, end = index.timestamps[p], index.ends[p]
             hits.append(Hit(str(index.ids[p]), str(index.paths[p]), str(index.kinds[p]),
-                            float(s), None if np.isnan(ts) else float(ts)))
+                            float(s), None if np.isnan(ts) else float(ts),
+                            None if np.isnan(end) else float(end)))
         return hits
 
+    def search_vector(self, vector: np.ndarray, k: int = 10, kind: str | None = None,
+                      folder: str | None = None, column: str | None = None,
+                      group: bool = True, moments: int = 3) -> list[Hit]:
+        """Top-k hits for a unit query vector, with optional kind/folder filters.
+
+        ``group``: a video or sound file appears once, at the rank of its best moment,
+        with up to ``moments`` best moments; otherwise every frame / window is a hit.
+        """
+        index = self.index_of(column)
+        mask = index.mask(kind=kind, folder=folder)
+        if mask is not None and not mask.any():
+            return []
+        if not group:
+            return self._raw(index, vector, k, mask)
+        fetch = k * 4 + 32
+        while True:
+            raw = self._raw(index, vector, min(fetch, len(index)), mask)
+            grouped = _group(raw, moments)
+            if len(grouped) >= k or len(raw) < min(fetch, len(index)) or fetch >= len(index):
+                return grouped[:k]
+            fetch *= 4
+
     def search(self, query: Sequence[str] | Sequence[Term], k: int = 10,
-               kind: str | None = None, folder: str | None = None) -> list[Hit]:
+               kind: str | None = None, folder: str | None = None,
+               group: bool = True) -> list[Hit]:
         """Search with CLI-style tokens (``["dog", "+", "beach.jpg"]``) or parsed terms."""
         t0 = time.perf_counter()
         terms = list(query)
         if terms and not isinstance(terms[0], Term):
             terms = parse_query(terms)  # type: ignore[arg-type]
-        vec = query_vector(terms, self.encoder)  # type: ignore[arg-type]
-        hits = self.search_vector(vec, k=k, kind=kind, folder=folder)
+        column = self.column_for(modalities(terms))  # type: ignore[arg-type]
+        vec = query_vector(terms, self.encoder_of(column))  # type: ignore[arg-type]
+        hits = self.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
+                                  group=group)
         self.last_query_seconds = time.perf_counter() - t0
         return hits
 
+
+def _group(raw: list[Hit], moments: int) -> list[Hit]:
+    """Collapse frames and sound windows of one file into one hit (ranked by its best)."""
+    out: list[Hit] = []
+    by_path: dict[str, Hit] = {}
+    for h in raw:
+        if h.timestamp is None:
+            out.append(h)
+            continue
+        g = by_path.get(h.path)
+        if g is None:
+            g = by_path[h.path] = Hit(h.id, h.path, h.kind, h.score, h.timestamp, h.end)
+            out.append(g)
+        if len(g.moments) < moments:
+            g.moments.append(Moment(h.id, h.timestamp, h.score, h.kind, h.end))
+    return out

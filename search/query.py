@@ -1,7 +1,7 @@
 """Query arithmetic: ``"dog" + ./beach.jpg - "people"``, ``"2:dog"`` weights.
 
-A query is a list of terms, each a weight and a text or an image file. Its vector is
-the normalised weighted sum of the terms' unit vectors (rclip's syntax).
+A query is a list of terms, each a weight and a text, an image file or a sound file.
+Its vector is the normalised weighted sum of the terms' unit vectors (rclip's syntax).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import numpy as np
 
 from indexer.encoders.base import Encoder, l2_normalise
 from indexer.errors import LoupeError
-from indexer.media import IMAGE_EXTS
+from indexer.media import AUDIO_EXTS, IMAGE_EXTS
 
 _WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
-TEXT, IMAGE = "text", "image"
+TEXT, IMAGE, AUDIO = "text", "image", "audio"
+_PREFIXES = {"text:": TEXT, "image:": IMAGE, "audio:": AUDIO}
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,8 @@ class Term:
     """One part of a query."""
 
     weight: float
-    kind: str  # "text" or "image"
-    value: str  # the text, or the image file's path
+    kind: str  # "text", "image" or "audio"
+    value: str  # the text, or the image / sound file's path
 
 
 def parse_query(
@@ -36,8 +37,9 @@ def parse_query(
     """Parse CLI tokens into terms.
 
     ``+`` and ``-`` standing alone are operators; ``W:term`` gives a weight;
-    ``text:...`` and ``image:...`` force a term's kind; otherwise a token naming an
-    existing file is an image and anything else is text.
+    ``text:...``, ``image:...`` and ``audio:...`` force a term's kind; otherwise a token
+    naming an existing file is a sound if it is an audio file, else an image, and
+    anything else is text.
     """
     terms: list[Term] = []
     sign = 1.0
@@ -51,21 +53,20 @@ def parse_query(
         m = _WEIGHT.match(tok)
         if m and not is_file(tok):
             weight, tok = float(m.group(1)), m.group(2)
-        explicit = tok.startswith(("text:", "image:"))
-        if tok.startswith("text:"):
-            kind, value = TEXT, tok[5:]
-        elif tok.startswith("image:"):
-            kind, value = IMAGE, tok[6:]
+        prefix = next((p for p in _PREFIXES if tok.startswith(p)), None)
+        if prefix:
+            kind, value = _PREFIXES[prefix], tok[len(prefix):]
         elif is_file(tok):
-            kind, value = IMAGE, tok
+            kind, value = (AUDIO if _is_sound(tok) else IMAGE), tok
         else:
             kind, value = TEXT, tok
-        if kind == IMAGE and not is_file(value):
-            raise LoupeError(f"query image not found: {value}")
-        looks_like_file = os.path.splitext(value)[1].lower() in IMAGE_EXTS and " " not in value
-        if kind == TEXT and not explicit and looks_like_file:
+        if kind != TEXT and not is_file(value):
+            raise LoupeError(f"query {'sound' if kind == AUDIO else 'image'} not found: {value}")
+        ext = os.path.splitext(value)[1].lower()
+        if kind == TEXT and not prefix and ext in IMAGE_EXTS | AUDIO_EXTS and " " not in value:
+            what = "sound" if ext in AUDIO_EXTS else "image"
             raise LoupeError(
-                f"query image not found: {value} (write text:{value} to search for it as words)"
+                f"query {what} not found: {value} (write text:{value} to search for it as words)"
             )
         if not value.strip():
             raise LoupeError("empty query term")
@@ -78,12 +79,32 @@ def parse_query(
     return terms
 
 
+def _is_sound(path: str) -> bool:
+    """An audio file, by content (falls back to the extension when unreadable)."""
+    from indexer.media import AUDIO as AUDIO_MEDIA
+    from indexer.media import HEAD_BYTES, kind_from_extension, sniff
+
+    try:
+        with open(path, "rb") as f:
+            kind = sniff(f.read(HEAD_BYTES))
+    except OSError:
+        kind = None
+    return (kind or kind_from_extension(path)) == AUDIO_MEDIA
+
+
+def modalities(terms: Sequence[Term]) -> set[str]:
+    """What an encoder must embed to answer these terms."""
+    return {t.kind for t in terms}
+
+
 def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
     """The unit vector of a parsed query."""
+    from indexer.audio_decode import AudioDecodeError
     from indexer.image_decode import ImageDecodeError, decode_image_file
 
     texts = [t for t in terms if t.kind == TEXT]
     images = [t for t in terms if t.kind == IMAGE]
+    sounds = [t for t in terms if t.kind == AUDIO]
     total = np.zeros(encoder.dim, np.float64)
     if texts:
         vecs = encoder.embed_texts([t.value for t in texts])
@@ -99,6 +120,11 @@ def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
         vecs = encoder.embed_pixels(np.stack(pixels))
         for t, v in zip(images, vecs, strict=True):
             total += t.weight * v
+    for t in sounds:
+        try:
+            total += t.weight * encoder.embed_sounds([t.value])[0]
+        except AudioDecodeError as e:
+            raise LoupeError(f"cannot use {t.value} as a query sound: {e}") from e
     if not np.any(total):
         raise LoupeError("the query's terms cancel out: nothing to search for")
     return l2_normalise(total[None, :])[0]

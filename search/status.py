@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from indexer.encoders.base import EncoderSpec
 from search.ann import saved_info
 from search.store import CODE_NOT_MEDIA, CODE_UNSUPPORTED, Store
+
+
+def weights_license(spec: EncoderSpec) -> str | None:
+    """A licence people must know about before using the vectors, if any."""
+    if spec.backend == "imagebind":
+        return ("CC BY-NC-SA 4.0 (ImageBind weights by Meta: non-commercial use, share "
+                "alike)")
+    return None
 
 
 def index_status(store: Store) -> dict:
@@ -15,6 +24,8 @@ def index_status(store: Store) -> dict:
         encoders.append({
             "column": column,
             **spec.to_dict(),
+            "modalities": sorted(spec.modalities),
+            "weights_license": weights_license(spec),
             "faiss": None if info is None else {
                 "type": info.kind, "vectors": info.count, "built_from_version": info.version,
                 "fresh": info.version == version,
@@ -24,11 +35,19 @@ def index_status(store: Store) -> dict:
     problems = [s for s in skipped if s["code"] not in (CODE_NOT_MEDIA, CODE_UNSUPPORTED)]
     unsupported = [s for s in skipped if s["code"] == CODE_UNSUPPORTED]
     counts = store.counts()
+    files: dict[str, int] = {}
+    partial = []
+    for f in store.file_rows():
+        files[f["media"]] = files.get(f["media"], 0) + 1
+        if f["problem"]:
+            partial.append({"path": f["path"], "problem": f["problem"]})
     return {
         "db": store.dir,
         "store_version": version,
         "items": sum(counts.values()),
         "counts": counts,
+        "files": files,
+        "partial": sorted(partial, key=lambda s: s["path"]),
         "encoders": encoders,
         "last_run": store.meta.get("last_run"),
         "skipped": sorted(({"path": s["path"], "reason": s["reason"]} for s in problems),

@@ -2,7 +2,9 @@
 
 Layout of a Loupe database directory::
 
-    DB/items.lance      one row per item (photo; later video frame, audio window)
+    DB/items.lance      one row per item: photo, video frame, audio window
+    DB/files.lance      one row per indexed file, written once all its items are
+                        committed (a file without one is re-done by the next run)
     DB/skipped.lance    files that were looked at and not indexed, with the reason
     DB/meta.json        format version and the encoder(s) that built the vectors
     DB/faiss/           FAISS indexes derived from items (rebuildable at any time)
@@ -28,8 +30,11 @@ import pyarrow as pa
 from indexer.encoders.base import EncoderSpec
 from indexer.errors import LoupeError
 
-FORMAT_VERSION = 1
-ITEMS, SKIPPED = "items", "skipped"
+FORMAT_VERSION = 2
+ITEMS, FILES, SKIPPED = "items", "files", "skipped"
+
+# Item kinds.
+PHOTO, FRAME, AUDIO = "photo", "frame", "audio"
 
 # Skip codes; "unsupported" entries are retried once Loupe learns the kind.
 CODE_UNSUPPORTED = "unsupported"  # a media kind this version does not index yet
@@ -63,7 +68,7 @@ def items_schema(vector_columns: dict[str, int]) -> pa.Schema:
     fields = [
         pa.field("id", pa.string(), nullable=False),
         pa.field("path", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # "photo" (video/audio later)
+        pa.field("kind", pa.string(), nullable=False),  # "photo", "frame" or "audio"
         pa.field("size", pa.int64()),
         pa.field("mtime_ns", pa.int64()),
         pa.field("fingerprint", pa.string()),
@@ -71,11 +76,35 @@ def items_schema(vector_columns: dict[str, int]) -> pa.Schema:
         pa.field("height", pa.int32()),
         pa.field("timestamp", pa.float64()),  # seconds into a video/audio file; null for photos
         pa.field("indexed_at", pa.float64()),  # unix time
-    ]
+    ] + ITEM_EXTRA_FIELDS
     for col, dim in vector_columns.items():
         fields.append(pa.field(col, pa.list_(pa.float32(), dim)))
     return pa.schema(fields)
 
+
+# Columns added in format 2 (a format-1 index gets them, null, when first opened).
+ITEM_EXTRA_FIELDS = [
+    pa.field("end", pa.float64()),  # audio windows: end of the real audio (s)
+    pa.field("shot", pa.int32()),  # video frames: shot number, 0-based
+    pa.field("silent", pa.bool_()),  # audio windows: below the silence threshold
+]
+ITEM_META_COLUMNS = ["id", "path", "kind", "size", "mtime_ns", "fingerprint", "width",
+                     "height", "timestamp", "indexed_at"] + [f.name for f in ITEM_EXTRA_FIELDS]
+
+FILES_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("fingerprint", pa.string()),
+        pa.field("media", pa.string()),  # "image", "video" or "audio"
+        pa.field("rows", pa.int64()),  # items written for it
+        pa.field("duration", pa.float64()),  # seconds, for video/audio
+        pa.field("problem", pa.string()),  # indexed, but not all of it (a damaged tail...)
+        pa.field("indexed_at", pa.float64()),
+        pa.field("sound", pa.bool_()),  # its sound was looked at (an audio model was on)
+    ]
+)
 
 SKIPPED_SCHEMA = pa.schema(
     [
@@ -119,16 +148,37 @@ class Store:
                     "(or pass --db / set LOUPE_DB)"
                 )
             os.makedirs(self.dir, exist_ok=True)
-            self._write_meta({"format": FORMAT_VERSION, "encoders": {}, "created": time.time()})
+            self._write_meta({"format": FORMAT_VERSION, "encoders": {}, "encoder_order": [],
+                              "created": time.time()})
         self.meta = self._read_meta()
+        self.db = lancedb.connect(self.dir)
+        self._items = None
+        self._files = None
+        self._skipped = None
+        if self.meta.get("format") == 1:
+            self._migrate_from_1()
         if self.meta.get("format") != FORMAT_VERSION:
             raise LoupeError(
                 f"{self.dir} has index format {self.meta.get('format')}, this Loupe reads "
                 f"format {FORMAT_VERSION}"
             )
-        self.db = lancedb.connect(self.dir)
-        self._items = None
-        self._skipped = None
+
+    def _migrate_from_1(self) -> None:
+        """Format 1 (photos only) -> 2: new item columns, and the files table."""
+        t = self.items(create=False)
+        if t is not None:
+            have = set(t.schema.names)
+            new = [f for f in ITEM_EXTRA_FIELDS if f.name not in have]
+            if new:
+                t.add_columns(new)
+            if FILES not in self._table_names():
+                a = self._scan(t, ["path", "size", "mtime_ns", "fingerprint", "indexed_at"])
+                rows = [dict(r, media="image", rows=1, duration=None, problem=None, sound=False)
+                        for r in a.to_pylist()]
+                self.db.create_table(FILES, data=pa.Table.from_pylist(rows, FILES_SCHEMA))
+        self.meta["format"] = FORMAT_VERSION
+        self.meta.setdefault("encoder_order", list(self.meta.get("encoders", {})))
+        self._write_meta(self.meta)
 
     # -- meta ------------------------------------------------------------------------
     def _read_meta(self) -> dict:
@@ -153,43 +203,70 @@ class Store:
 
     @property
     def encoders(self) -> dict[str, EncoderSpec]:
-        """{vector column: spec} of the encoders whose vectors this index holds."""
-        return {c: EncoderSpec.from_dict(d) for c, d in self.meta.get("encoders", {}).items()}
+        """{vector column: spec} of the encoders whose vectors this index holds, in the
+        order they were added (the first is the default for queries)."""
+        specs = self.meta.get("encoders", {})
+        order = [c for c in self.meta.get("encoder_order", []) if c in specs]
+        order += sorted(c for c in specs if c not in order)
+        return {c: EncoderSpec.from_dict(specs[c]) for c in order}
 
     def register_encoder(self, spec: EncoderSpec) -> str:
-        """Record ``spec`` as this index's encoder; refuse a different one. Returns its column."""
+        """Add ``spec``'s vector column to this index (once). Returns the column.
+
+        An index holds one column per model; a spec whose column exists but whose
+        preprocessing or dimension differs is refused.
+        """
         known = self.encoders
         if spec.column in known:
             why = known[spec.column].mismatch(spec)
             if why is None:
                 return spec.column
             raise LoupeError(f"this index's vectors were made by another encoder: {why}")
-        if known:
-            have = "; ".join(s.describe() for s in known.values())
-            raise LoupeError(
-                f"this index was built with {have}; it cannot mix in {spec.describe()}. "
-                "Index with the same --model/--pretrained, or use another --db"
-            )
+        t = self.items(create=False)
+        if t is not None and spec.column not in t.schema.names:
+            t.add_columns([pa.field(spec.column, pa.list_(pa.float32(), spec.dim))])
         self.meta.setdefault("encoders", {})[spec.column] = spec.to_dict()
+        self.meta.setdefault("encoder_order", []).append(spec.column)
         self._write_meta(self.meta)
         return spec.column
 
-    def encoder_for_query(self, spec: EncoderSpec | None = None) -> tuple[str, EncoderSpec]:
-        """The (column, spec) for a query; refuses a ``spec`` the index was not built with."""
+    def encoder_for_query(self, spec: EncoderSpec | None = None,
+                          modalities: Iterable[str] = ()) -> tuple[str, EncoderSpec]:
+        """The (column, spec) to answer a query with.
+
+        ``spec``: the encoder the caller asked for (refused if the index lacks it).
+        Otherwise the first of the index's encoders that embeds every one of
+        ``modalities`` ("text", "image", "audio").
+        """
         known = self.encoders
         if not known:
             raise LoupeError(f"the index at {self.dir} has no vectors yet: run `loupe index`")
-        if spec is None:
-            col = next(iter(known))
-            return col, known[col]
-        if spec.column in known and known[spec.column].mismatch(spec) is None:
-            return spec.column, known[spec.column]
-        col, have = next(iter(known.items()))
-        why = have.mismatch(spec) or "different encoder"
-        raise LoupeError(
-            f"refusing the query: the index was built with {have.describe()} and the query "
-            f"encoder is {spec.describe()} ({why})"
-        )
+        need = set(modalities)
+        if spec is not None:
+            if spec.column in known and known[spec.column].mismatch(spec) is None:
+                col = spec.column
+            else:
+                col, have = next(iter(known.items()))
+                why = have.mismatch(spec) or "different encoder"
+                names = "; ".join(s.describe() for s in known.values())
+                raise LoupeError(
+                    f"refusing the query: the index holds vectors of {names}, and the query "
+                    f"encoder is {spec.describe()} ({why})"
+                )
+        else:
+            able = [c for c, s in known.items() if need <= s.modalities]
+            if not able:
+                names = "; ".join(s.describe() for s in known.values())
+                raise LoupeError(
+                    f"no model of this index embeds {' and '.join(sorted(need))} ({names}): "
+                    "index with an audio model too, e.g. `loupe index DIR --model "
+                    "imagebind_huge`"
+                )
+            col = able[0]
+        missing = need - known[col].modalities
+        if missing:
+            raise LoupeError(f"{known[col].describe()} cannot embed {', '.join(sorted(missing))}")
+        return col, known[col]
 
     # -- tables ----------------------------------------------------------------------
     def _table_names(self) -> set[str]:
@@ -206,6 +283,17 @@ class Store:
             else:
                 return None
         return self._items
+
+    def files(self, create: bool = True):
+        """The indexed-files table."""
+        if self._files is None:
+            if FILES in self._table_names():
+                self._files = self.db.open_table(FILES)
+            elif create:
+                self._files = self.db.create_table(FILES, schema=FILES_SCHEMA)
+            else:
+                return None
+        return self._files
 
     def skipped(self, create: bool = True):
         """The skipped-files table."""
@@ -238,32 +326,61 @@ class Store:
         """{path: state} from ``table``, with ``extra`` ("fingerprint" or "code") filled."""
         if table is None:
             return {}
-        names = ["path", "size", "mtime_ns", "kind", extra]
+        kind = "media" if extra == "fingerprint" else "kind"
+        names = ["path", "size", "mtime_ns", kind, extra]
         a = self._scan(table, names)
         cols = [a[n].to_pylist() for n in names]
         return {p: FileState(s, m, kind=k, **{extra: x})
                 for p, s, m, k, x in zip(*cols, strict=True)}
 
     def item_states(self) -> dict[str, FileState]:
-        """{path: state} of the files that have rows (photos)."""
-        return self._states(self.items(create=False), "fingerprint")
+        """{path: state} of the files whose items are all written (kind = media kind)."""
+        return self._states(self.files(create=False), "fingerprint")
+
+    def photo_states(self, exclude: Iterable[str] = ()) -> dict[str, FileState]:
+        """{path: state} of photo rows, except ``exclude`` paths. A photo's one row is the
+        whole file, so it stands for the file even without a file record (a run killed
+        between the two commits)."""
+        t = self.items(create=False)
+        if t is None:
+            return {}
+        names = ["path", "size", "mtime_ns", "fingerprint"]
+        a = self._scan(t, names, f"kind = {sql_str(PHOTO)}")
+        skip = set(exclude)
+        cols = [a[n].to_pylist() for n in names]
+        return {p: FileState(s, m, fp, kind="image") for p, s, m, fp in zip(*cols, strict=True)
+                if p not in skip}
 
     def skipped_states(self) -> dict[str, FileState]:
         """{path: state} of the files that were skipped, with their code."""
         return self._states(self.skipped(create=False), "code")
 
-    def rows_by_fingerprint(self, fingerprints: Iterable[str], column: str,
-                            version: int | None = None) -> dict[str, dict]:
-        """{fingerprint: a row with that content} (with its vector), for vector reuse.
+    def paths_missing(self, column: str, kinds: Iterable[str]) -> set[str]:
+        """Paths with rows of ``kinds`` that have no vector in ``column`` (a model added
+        to the index after they were indexed)."""
+        t = self.items(create=False)
+        kinds = sorted(set(kinds))
+        if t is None or not kinds:
+            return set()
+        where = (f"{column} IS NULL AND kind IN (" + ",".join(sql_str(k) for k in kinds) + ")")
+        return set(self._scan(t, ["path"], where)["path"].to_pylist())
+
+    def rows_by_fingerprint(self, fingerprints: Iterable[str], columns: Sequence[str],
+                            version: int | None = None,
+                            paths: Iterable[str] | None = None) -> dict[str, list[dict]]:
+        """{fingerprint: the rows of one file with that content}, vectors included, for
+        reuse by a moved or copied file.
 
         ``version``: look in the items table as it was at that version (falls back to
-        the latest when that version has been cleaned up).
+        the latest when that version has been cleaned up). ``paths``: only these files
+        may serve as the source (the ones known to be complete).
         """
         fps = sorted(set(fingerprints))
         t = self.items(create=False)
-        out: dict[str, dict] = {}
+        out: dict[str, list[dict]] = {}
         if t is None or not fps:
             return out
+        allowed = set(paths) if paths is not None else None
         pinned = False
         if version is not None:
             try:
@@ -272,12 +389,17 @@ class Store:
             except Exception:  # that version was cleaned up: the latest rows will do
                 t.checkout_latest()
         try:
+            cols = ITEM_META_COLUMNS + [c for c in columns if c not in ITEM_META_COLUMNS]
+            cols = [c for c in cols if c in t.schema.names]
+            source: dict[str, str] = {}
             for chunk in _chunks(fps, 500):
                 where = "fingerprint IN (" + ",".join(sql_str(f) for f in chunk) + ")"
-                a = self._scan(t, ["fingerprint", "width", "height", column], where)
-                for row in a.to_pylist():
-                    if row[column] is not None:
-                        out.setdefault(row["fingerprint"], row)
+                for row in self._scan(t, cols, where).to_pylist():
+                    if allowed is not None and row["path"] not in allowed:
+                        continue
+                    fp = row["fingerprint"]
+                    if source.setdefault(fp, row["path"]) == row["path"]:
+                        out.setdefault(fp, []).append(row)
         finally:
             if pinned:
                 t.checkout_latest()
@@ -288,8 +410,7 @@ class Store:
         t = self.items(create=False)
         if t is None or not ids:
             return {}
-        cols = columns or ["id", "path", "kind", "size", "mtime_ns", "fingerprint",
-                           "width", "height", "timestamp", "indexed_at"]
+        cols = columns or ITEM_META_COLUMNS
         out = {}
         for chunk in _chunks(list(ids), 500):
             where = "id IN (" + ",".join(sql_str(i) for i in chunk) + ")"
@@ -298,7 +419,8 @@ class Store:
         return out
 
     def read_vectors(self, column: str) -> tuple[int, pa.Table]:
-        """(version, table of id/path/kind/timestamp/vector) from one consistent snapshot."""
+        """(version, table of id/path/kind/timestamp/end/vector) of the rows that have a
+        vector in ``column``, from one consistent snapshot."""
         t = self.items(create=False)
         if t is None:
             return 0, pa.table({"id": pa.array([], pa.string())})
@@ -306,7 +428,8 @@ class Store:
         version = t.version
         t.checkout(version)  # pin: writers may commit while we read
         try:
-            a = self._scan(t, ["id", "path", "kind", "timestamp", column])
+            a = self._scan(t, ["id", "path", "kind", "timestamp", "end", column],
+                           f"{column} IS NOT NULL")
         finally:
             t.checkout_latest()
         return version, a
@@ -322,6 +445,13 @@ class Store:
             out[k] = out.get(k, 0) + 1
         return out
 
+    def file_rows(self, where: str | None = None) -> list[dict]:
+        """Records of indexed files (optionally filtered)."""
+        t = self.files(create=False)
+        if t is None:
+            return []
+        return self._scan(t, FILES_SCHEMA.names, where).to_pylist()
+
     def skipped_rows(self) -> list[dict]:
         """All skipped-file records."""
         t = self.skipped(create=False)
@@ -332,12 +462,30 @@ class Store:
 
     # -- writes (each call is one atomic commit per table) ---------------------------
     def upsert_items(self, rows: list[dict]) -> None:
-        """Insert or replace rows by id, in one commit."""
+        """Insert or replace rows by id (one commit per set of vector columns present).
+
+        A row without some vector column leaves that column as it is on an existing
+        row (a model added later fills only its own column).
+        """
         if not rows:
             return
         t = self.items()
-        data = pa.Table.from_pylist(rows, schema=t.schema)
-        t.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        groups: dict[tuple[str, ...], list[dict]] = {}
+        for r in rows:
+            groups.setdefault(tuple(sorted(r)), []).append(r)
+        for keys, group in groups.items():
+            schema = pa.schema([t.schema.field(k) for k in t.schema.names if k in keys])
+            data = pa.Table.from_pylist(group, schema=schema)
+            (t.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+             .execute(data))
+
+    def upsert_files(self, rows: list[dict]) -> None:
+        """Insert or replace indexed-file records by path, in one commit."""
+        if not rows:
+            return
+        data = pa.Table.from_pylist(rows, schema=FILES_SCHEMA)
+        (self.files().merge_insert("path").when_matched_update_all()
+         .when_not_matched_insert_all().execute(data))
 
     def upsert_skipped(self, rows: list[dict]) -> None:
         """Insert or replace skipped-file records by path, in one commit."""
@@ -347,18 +495,31 @@ class Store:
         data = pa.Table.from_pylist(rows, schema=SKIPPED_SCHEMA)
         t.merge_insert("path").when_matched_update_all().when_not_matched_insert_all().execute(data)
 
+    def delete_older_rows(self, paths: Iterable[str], before: float) -> None:
+        """Delete rows of ``paths`` written before ``before`` (items a re-indexed file no
+        longer has: a shorter video, other frame times)."""
+        for chunk in _chunks(sorted(set(paths)), 500):
+            where = ("path IN (" + ",".join(sql_str(p) for p in chunk) + ")"
+                     f" AND indexed_at < {before!r}")
+            if self.items(create=False) is not None:
+                self.items().delete(where)
+
     def delete_paths(self, paths: Iterable[str], items: bool = True, skipped: bool = True) -> None:
-        """Remove every row and skip record of these files."""
+        """Remove every row and skip record of these files (``items``: rows and the
+        indexed-file record)."""
         paths = sorted(set(paths))
         for chunk in _chunks(paths, 500):
             where = "path IN (" + ",".join(sql_str(p) for p in chunk) + ")"
-            if items and self.items(create=False) is not None:
-                self.items().delete(where)
+            if items:
+                for t in (self.items(create=False), self.files(create=False)):
+                    if t is not None:
+                        t.delete(where)
             if skipped and self.skipped(create=False) is not None:
                 self.skipped().delete(where)
 
     def optimize(self) -> None:
         """Compact small fragments and drop versions older than an hour."""
-        for t in (self.items(create=False), self.skipped(create=False)):
+        for t in (self.items(create=False), self.files(create=False),
+                  self.skipped(create=False)):
             if t is not None:
                 t.optimize(cleanup_older_than=timedelta(hours=1))

@@ -385,11 +385,11 @@ def test_decoded_pixels_follow_exif_orientation():
         p = exif_rotated_jpeg(Path(d) / "r.jpg")
         for draft in (2.0, None):
             r = process_file_with(str(p), p.stat().st_size, p.stat().st_mtime_ns,
-                                  DecodeSettings(ImagePreprocess(size=(16, 16)),
+                                  DecodeSettings((ImagePreprocess(size=(16, 16)),),
                                                  draft_factor=draft))
             assert r.code is None, r.reason
             assert (r.width, r.height) == (20, 40)
-            px = r.pixels.astype(int)
+            px = r.pixels[0].astype(int)
             assert _close(px[:4], RED, 60) and _close(px[-4:], BLUE, 60)
 
 

@@ -50,12 +50,12 @@ def test_text_query_ranks_by_hand(colours, tmp_path, toy):
 def test_search_equals_brute_force(corpus, tmp_path, toy):
     store, _ = _index(corpus / "photos", tmp_path, toy)
     s = Searcher(store, toy)
-    settings = DecodeSettings(toy.preprocess)
+    settings = DecodeSettings((toy.preprocess,))
     vecs, paths = [], []
     for p in sorted((corpus / "photos").iterdir()):
         r = process_file_with(str(p), p.stat().st_size, p.stat().st_mtime_ns, settings)
         if r.pixels is not None:
-            vecs.append(toy.embed_pixels(r.pixels[None])[0])
+            vecs.append(toy.embed_pixels(r.pixels[0][None])[0])
             paths.append(str(p))
     vecs = np.array(vecs)
     for query in (["green"], ["blue", "+", "2:white"], ["red", "-", "black"]):

@@ -40,6 +40,32 @@ class ImagePreprocess:
 
 
 @dataclass(frozen=True)
+class AudioPreprocess:
+    """How mono audio becomes audio-encoder input (recorded with the index).
+
+    Windows of ``clip_seconds`` at ``sample_rate`` become a kaldi log-mel fbank of
+    ``num_mel_bins`` x ``target_length`` frames, normalised with ``mean``/``std``
+    (ImageBind's recipe: :func:`indexer.audio_decode.kaldi_fbank`).
+    """
+
+    sample_rate: int = 16000
+    clip_seconds: float = 2.0
+    num_mel_bins: int = 128
+    target_length: int = 204
+    mean: float = -4.268
+    std: float = 9.138
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AudioPreprocess:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+
+@dataclass(frozen=True)
 class EncoderSpec:
     """Identity of an encoder: what built an index's vectors.
 
@@ -53,6 +79,12 @@ class EncoderSpec:
     weights_id: str  # tag, or "sha256:<hex>" of the weight file
     dim: int
     preprocess: ImagePreprocess = field(default_factory=ImagePreprocess)
+    audio: AudioPreprocess | None = None  # set when the encoder embeds sound
+
+    @property
+    def modalities(self) -> frozenset[str]:
+        """What this encoder embeds: "image" and "text" always, "audio" when it can."""
+        return frozenset({"image", "text"} | ({"audio"} if self.audio else set()))
 
     @property
     def column(self) -> str:
@@ -65,6 +97,7 @@ class EncoderSpec:
         """A JSON-ready dict."""
         d = asdict(self)
         d["preprocess"] = self.preprocess.to_dict()
+        d["audio"] = self.audio.to_dict() if self.audio else None
         return d
 
     @classmethod
@@ -77,6 +110,7 @@ class EncoderSpec:
             weights_id=d["weights_id"],
             dim=int(d["dim"]),
             preprocess=ImagePreprocess.from_dict(d["preprocess"]),
+            audio=AudioPreprocess.from_dict(d["audio"]) if d.get("audio") else None,
         )
 
     def mismatch(self, other: EncoderSpec) -> str | None:
@@ -89,6 +123,9 @@ class EncoderSpec:
             mine, theirs = self.preprocess.to_dict(), other.preprocess.to_dict()
             diff = ", ".join(f"{k} {mine[k]} vs {theirs[k]}" for k in mine if mine[k] != theirs[k])
             return f"image preprocessing differs (index vs this encoder: {diff})"
+        if self.audio != other.audio:
+            return (f"audio preprocessing differs: index has {self.audio}, "
+                    f"this encoder {other.audio}")
         return None
 
     def describe(self) -> str:
@@ -133,6 +170,41 @@ class Encoder(ABC):
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts. Returns (N, dim) float32, each row of unit length."""
+
+    @property
+    def audio(self) -> AudioPreprocess | None:
+        """The audio preprocessing this encoder expects, or None if it has no audio tower."""
+        return self.spec.audio
+
+    def embed_audio(self, features: np.ndarray) -> np.ndarray:
+        """Embed a float32 batch of audio features of shape (N, 1, mel bins, frames).
+
+        Features come from :func:`indexer.audio_decode.kaldi_fbank` with :attr:`audio`'s
+        settings. Returns (N, dim) float32, each row of unit length. Backends without an
+        audio tower raise :class:`~indexer.errors.LoupeError`.
+        """
+        from indexer.errors import LoupeError
+
+        raise LoupeError(f"{self.spec.describe()} cannot embed sound; "
+                         "index with an audio model (e.g. --model imagebind_huge)")
+
+    def embed_sounds(self, paths: Sequence[str]) -> np.ndarray:
+        """Embed sound files (or videos' soundtracks): one vector per file.
+
+        Every window of the file is embedded; the vector is the renormalised mean of the
+        windows that are not silent (of all windows if every one is silent).
+        """
+        from indexer.audio_decode import audio_features
+
+        if self.audio is None:
+            return self.embed_audio(np.zeros((0,), np.float32))  # raises the clear error
+        out = []
+        for path in paths:
+            feats, silent = audio_features(path, self.audio)
+            vecs = self.embed_audio(feats)
+            keep = ~silent if (~silent).any() else np.ones_like(silent)
+            out.append(l2_normalise(vecs[keep].mean(axis=0, keepdims=True))[0])
+        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed PIL images (any mode/size) with this encoder's preprocessing."""
