@@ -12,6 +12,7 @@ whatever the length; the embedder reads the spill back with ``np.memmap``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -213,7 +214,8 @@ def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[
         return res
     if settings.spill_dir is None:
         raise ValueError("DecodeSettings.spill_dir is needed for video and audio")
-    stem = f"{os.getpid()}-{attempt}-{abs(hash(res.path)):x}"
+    key = hashlib.blake2b(os.fsencode(res.path), digest_size=8).hexdigest()
+    stem = f"{os.getpid()}-{attempt}-{key}"
     res.spill = Spill()
     problems: list[str] = []
     try:

@@ -19,7 +19,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from indexer.encoders import register_backend  # noqa: E402
-from indexer.encoders.base import Encoder, EncoderSpec, ImagePreprocess, l2_normalise  # noqa: E402
+from indexer.encoders.base import (  # noqa: E402
+    AudioPreprocess,
+    Encoder,
+    EncoderSpec,
+    ImagePreprocess,
+    l2_normalise,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -69,6 +75,64 @@ class ToyEncoder(Encoder):
 register_backend("toy", lambda spec, device: ToyEncoder(spec.preprocess.size[0]))
 
 
+class PixelEncoder(ToyEncoder):
+    """An encoder whose vector *is* the model input it saw, so tests can read it back.
+
+    Vector: (pixels / 255 flattened, 1), normalised; :func:`seen_pixels` inverts it.
+    """
+
+    def __init__(self, side: int = 8) -> None:
+        super().__init__(side)
+        self.side = side
+        self.spec = EncoderSpec(backend="toy-pixels", model="pixels", weights="none",
+                                weights_id="pixels-v1", dim=side * side * 3 + 1,
+                                preprocess=ImagePreprocess(size=(side, side)))
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        self.pixel_calls += 1
+        self.images_embedded += len(pixels)
+        flat = pixels.reshape(len(pixels), -1).astype(np.float64) / 255.0
+        return l2_normalise(np.concatenate([flat, np.ones((len(pixels), 1))], axis=1))
+
+
+def seen_pixels(vec, side: int = 8) -> np.ndarray:
+    """The (side, side, 3) 0..255 picture a PixelEncoder vector was made from."""
+    v = np.asarray(vec, dtype=np.float64)
+    return (v[:-1] / v[-1] * 255.0).reshape(side, side, 3)
+
+
+register_backend("toy-pixels", lambda spec, device: PixelEncoder(spec.preprocess.size[0]))
+
+# Mel bands of the sound toy: low (< ~600 Hz), mid, high (> ~3 kHz) of ImageBind's 128.
+SOUND_BANDS = ((0, 30), (30, 80), (80, 128))
+
+
+class SoundToyEncoder(ToyEncoder):
+    """The toy encoder with an audio tower built to match its images: a sound whose
+    energy lies in the low / mid / high mel band embeds like a red / green / blue
+    picture, so sound-to-image rankings are known in advance."""
+
+    def __init__(self, size: int = 8):
+        super().__init__(size)
+        self.spec = EncoderSpec(backend="toy-sound", model="toy-rgb-sound", weights="none",
+                                weights_id="toy-sound-v1", dim=4,
+                                preprocess=ImagePreprocess(size=(size, size)),
+                                audio=AudioPreprocess())
+        self.sounds_embedded = 0
+
+    def embed_audio(self, features: np.ndarray) -> np.ndarray:
+        self.sounds_embedded += len(features)
+        a = self.spec.audio
+        logmel = np.asarray(features, np.float64)[:, 0] * a.std + a.mean  # (N, mel, frames)
+        power = np.exp(logmel).mean(axis=2)  # (N, mel)
+        bands = np.stack([power[:, lo:hi].sum(axis=1) for lo, hi in SOUND_BANDS], axis=1)
+        share = bands / bands.sum(axis=1, keepdims=True)
+        return l2_normalise(np.concatenate([share ** 4, np.zeros((len(share), 1))], axis=1))
+
+
+register_backend("toy-sound", lambda spec, device: SoundToyEncoder(spec.preprocess.size[0]))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("LOUPE_DB", str(tmp_path / "default-db"))
@@ -102,3 +166,24 @@ def solid(path: Path, color: tuple[int, int, int], size=(40, 30), fmt: str | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, color).save(path, format=fmt)
     return path
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """Write float samples in [-1, 1] ((n,) mono or (n, channels)) as 16-bit PCM WAV."""
+    import wave
+
+    data = np.asarray(samples, np.float64)
+    data = data[:, None] if data.ndim == 1 else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(data.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(data, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def sine(freq: float, seconds: float, rate: int = 16000, level: float = 0.5) -> np.ndarray:
+    """A sine tone."""
+    t = np.arange(round(seconds * rate)) / rate
+    return level * np.sin(2 * np.pi * freq * t)

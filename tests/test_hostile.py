@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ToyEncoder, solid
+from conftest import PixelEncoder, solid
+from conftest import seen_pixels as _seen_pixels
 from PIL import Image
 
 import indexer.worker as worker_mod
-from indexer.encoders.base import EncoderSpec, ImagePreprocess, l2_normalise
+from indexer.encoders.base import ImagePreprocess
 from indexer.pipeline import IndexOptions, index_paths
 from indexer.worker import DecodeSettings, process_file_with
 from search.status import index_status
@@ -57,29 +58,9 @@ UNICODE_NAME = "café\nphoto ☕ 写真.png"
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
 
-class PixelEncoder(ToyEncoder):
-    """An encoder whose vector *is* the model input it saw, so tests can read it back.
-
-    Vector: (pixels / 255 flattened, 1), normalised; :func:`seen_pixels` inverts it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(SIDE)
-        self.spec = EncoderSpec(backend="toy-pixels", model="pixels", weights="none",
-                                weights_id="pixels-v1", dim=SIDE * SIDE * 3 + 1,
-                                preprocess=ImagePreprocess(size=(SIDE, SIDE)))
-
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        self.pixel_calls += 1
-        self.images_embedded += len(pixels)
-        flat = pixels.reshape(len(pixels), -1).astype(np.float64) / 255.0
-        return l2_normalise(np.concatenate([flat, np.ones((len(pixels), 1))], axis=1))
-
-
 def seen_pixels(vec) -> np.ndarray:
-    """The (SIDE, SIDE, 3) 0..255 picture a PixelEncoder vector was made from."""
-    v = np.asarray(vec, dtype=np.float64)
-    return (v[:-1] / v[-1] * 255.0).reshape(SIDE, SIDE, 3)
+    """The (SIDE, SIDE, 3) picture a PixelEncoder vector was made from."""
+    return _seen_pixels(vec, SIDE)
 
 
 # -- making hostile files -----------------------------------------------------------------
