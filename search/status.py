@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from indexer.encoders.base import EncoderSpec
+from indexer.encoders.imagebind import weights_license
 from search.ann import saved_info
 from search.store import CODE_NOT_MEDIA, CODE_UNSUPPORTED, Store
-
-
-def weights_license(spec: EncoderSpec) -> str | None:
-    """A licence people must know about before using the vectors, if any."""
-    if spec.backend == "imagebind":
-        return ("CC BY-NC-SA 4.0 (ImageBind weights by Meta: non-commercial use, share "
-                "alike)")
-    return None
 
 
 def index_status(store: Store) -> dict:

@@ -37,3 +37,36 @@ def make_tiny_clip_dir(path: str, seed: int = 0) -> str:
                                       "interpolation": "bicubic", "resize_mode": "shortest"}},
                   f)
     return path
+
+
+# ImageBindModel arguments of a tiny ImageBind: every tower real, 1-2 blocks, width 32.
+TINY_IMAGEBIND_CFG = {
+    "out_embed_dim": 32,
+    "vision_embed_dim": 32, "vision_num_blocks": 2, "vision_num_heads": 2,
+    "text_embed_dim": 32, "text_num_blocks": 2, "text_num_heads": 2,
+    "audio_embed_dim": 32, "audio_num_blocks": 2, "audio_num_heads": 2,
+    "depth_embed_dim": 16, "depth_num_blocks": 1, "depth_num_heads": 1,
+    "thermal_embed_dim": 16, "thermal_num_blocks": 1, "thermal_num_heads": 1,
+    "imu_embed_dim": 16, "imu_num_blocks": 1, "imu_num_heads": 1,
+}
+
+
+def make_tiny_imagebind_dir(path: str, seed: int = 0, cfg: dict | None = None) -> str:
+    """Write a tiny random ImageBind model folder at ``path`` (imagebind_config.json +
+    model.pth, the layout ``--model DIR`` reads); returns ``path``."""
+    import torch
+
+    from indexer.encoders.imagebind import import_imagebind_model
+
+    cfg = dict(TINY_IMAGEBIND_CFG if cfg is None else cfg)
+    os.makedirs(path, exist_ok=True)
+    torch.manual_seed(seed)
+    model = import_imagebind_model().ImageBindModel(**cfg)
+    # As for the tiny CLIP: jitter every tensor so that vectors are well spread.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    torch.save(model.state_dict(), os.path.join(path, "model.pth"))
+    with open(os.path.join(path, "imagebind_config.json"), "w") as f:
+        json.dump(cfg, f)
+    return path

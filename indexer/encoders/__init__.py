@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from indexer.encoders.base import Encoder, EncoderSpec, ImagePreprocess, l2_normalise
+from indexer.encoders.base import (
+    AudioPreprocess,
+    Encoder,
+    EncoderSpec,
+    ImagePreprocess,
+    l2_normalise,
+)
 from indexer.errors import LoupeError
 
 # backend name -> factory(spec, device) rebuilding an encoder from a recorded spec.
@@ -29,6 +35,15 @@ def _open_clip_from_spec(spec: EncoderSpec, device: str) -> Encoder:
 
 
 register_backend("open_clip", _open_clip_from_spec)
+
+
+def _imagebind_from_spec(spec: EncoderSpec, device: str) -> Encoder:
+    from indexer.encoders.imagebind import imagebind_from_spec
+
+    return imagebind_from_spec(spec, device)
+
+
+register_backend("imagebind", _imagebind_from_spec)
 
 
 def encoder_from_spec(spec: EncoderSpec, device: str = "auto") -> Encoder:
@@ -68,15 +83,30 @@ class LazyEncoder(Encoder):
     def embed_texts(self, texts):
         return self.loaded.embed_texts(texts)
 
+    def embed_audio(self, features):
+        return self.loaded.embed_audio(features)
+
 
 def load_encoder(model: str, pretrained: str | None, device: str = "auto") -> Encoder:
-    """An open_clip encoder from CLI-style ``--model`` / ``--pretrained``."""
+    """An encoder from CLI-style ``--model`` / ``--pretrained``.
+
+    ImageBind when ``model`` starts with "imagebind" (``--pretrained`` is then its
+    checkpoint file, optional) or is a folder holding ``imagebind_config.json``;
+    open_clip otherwise.
+    """
+    from indexer.encoders.imagebind import is_imagebind_model
+
+    if is_imagebind_model(model):
+        from indexer.encoders.imagebind import load_imagebind
+
+        return load_imagebind(model, pretrained, device)
     from indexer.encoders.openclip import load_open_clip
 
     return load_open_clip(model, pretrained, device)
 
 
 __all__ = [
+    "AudioPreprocess",
     "Encoder",
     "LazyEncoder",
     "EncoderSpec",
