@@ -59,8 +59,9 @@ def make_video(path: str, minutes: float) -> str:
     tmp = path + ".tmp.mp4"
     w, h = SIZE
     seconds = minutes * 60
-    x = np.linspace(0, 1, w)[None, :, None]
+    x = np.linspace(0, 2, 2 * w)[None, :, None]
     y = np.linspace(0, 1, h)[:, None, None]
+    scenes: dict[int, np.ndarray] = {}
     with av.open(tmp, "w") as c:
         v = c.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "28"})
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
@@ -70,10 +71,14 @@ def make_video(path: str, minutes: float) -> str:
         for i in range(int(seconds * FPS)):
             t = i / FPS
             scene = int(t // 30)
-            hue = np.array([(scene * 0.37) % 1, (scene * 0.61) % 1, (scene * 0.83) % 1])
-            drift = (t % 30) / 30
-            img = (255 * np.clip(0.5 * (x + drift) % 1 * hue + 0.5 * y * (1 - hue), 0, 1))
-            frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
+            if scene not in scenes:  # a gradient twice as wide as the frame, panned over
+                scenes.clear()
+                hue = np.array([(scene * 0.37) % 1, (scene * 0.61) % 1, (scene * 0.83) % 1])
+                scenes[scene] = (255 * np.clip(0.5 * (x % 1) * hue + 0.5 * y * (1 - hue),
+                                               0, 1)).astype(np.uint8)
+            off = int((t % 30) / 30 * w)
+            img = np.ascontiguousarray(scenes[scene][:, off:off + w])
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             for p in v.encode(frame):
                 c.mux(p)
             # one video frame's worth of sound

@@ -91,6 +91,12 @@ def main() -> None:
                                        args.repeats)
     print(f"ViT-B-32 embed_pixels, batch {args.batch}: {res['vit_b32_images_per_s']:.0f} "
           "images/s")
+    if args.device != "cpu":  # the GPU path (fp16, normalised on the GPU) against the CPU's
+        cpu = load_open_clip("ViT-B-32", w, "cpu")
+        cos = (cpu.embed_pixels(batch[:8]) * clip.embed_pixels(batch[:8])).sum(axis=1)
+        res["vit_b32_gpu_vs_cpu_min_cos"] = float(cos.min())
+        print(f"ViT-B-32 GPU vs CPU vectors: min cos {cos.min():.6f}")
+        del cpu
 
     # 2. A video through the worker's decode, then its frames on the GPU.
     spill = os.path.join(work, "spill")
@@ -138,6 +144,14 @@ def main() -> None:
         ib = load_imagebind("imagebind_huge", ckpt, args.device)
         res["imagebind_load_s"] = time.perf_counter() - t0
         px = np.resize(batch, (64, 224, 224, 3))
+        if args.device != "cpu":
+            ib_cpu = load_imagebind("imagebind_huge", ckpt, "cpu")
+            for name, fn, x in (("images", "embed_pixels", px[:4]), ("audio", "embed_audio",
+                                                                     feats[:4])):
+                cos = (getattr(ib_cpu, fn)(x) * getattr(ib, fn)(x)).sum(axis=1)
+                res[f"imagebind_gpu_vs_cpu_{name}_min_cos"] = float(cos.min())
+                print(f"imagebind_huge GPU vs CPU {name}: min cos {cos.min():.6f}")
+            del ib_cpu
         res["imagebind_images_per_s_b64"] = rate(lambda: ib.embed_pixels(px), 64, 5)
         fb = np.ascontiguousarray(feats[:64]) if len(feats) >= 64 else np.repeat(
             feats, -(-64 // len(feats)), axis=0)[:64]

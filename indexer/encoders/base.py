@@ -133,6 +133,24 @@ class EncoderSpec:
         return f"{self.backend} {self.model} ({self.weights}), dim {self.dim}"
 
 
+def pixels_to_tensor(pixels: np.ndarray, pre: ImagePreprocess, device: str):
+    """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) torch tensor on ``device``.
+
+    The uint8 batch crosses to the device as it is (a quarter of the bytes of float32,
+    from pinned memory on CUDA) and is converted there: ToTensor + Normalize's
+    arithmetic, ``x / 255`` then ``(x - mean) / std``, on whichever device.
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(pixels))
+    if device.startswith("cuda"):
+        x = x.pin_memory()
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(pre.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as float32 (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)

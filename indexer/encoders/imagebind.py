@@ -36,6 +36,7 @@ from indexer.encoders.base import (
     EncoderSpec,
     ImagePreprocess,
     l2_normalise,
+    pixels_to_tensor,
 )
 from indexer.encoders.openclip import file_sha256, resolve_device
 from indexer.errors import LoupeError
@@ -280,8 +281,6 @@ class ImageBindEncoder(Encoder):
         self.spec = spec
         self.device = device
         self._torch = torch
-        self._mean = torch.tensor(spec.preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(spec.preprocess.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def _autocast(self, enabled: bool):
         torch = self._torch
@@ -298,12 +297,9 @@ class ImageBindEncoder(Encoder):
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 224, 224, 3) uint8 -> (N, dim) unit vectors (fp16 autocast on CUDA)."""
-        torch = self._torch
         if len(pixels) == 0:
             return np.zeros((0, self.dim), np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
-        # Same arithmetic as ToTensor + Normalize: x / 255, then (x - mean) / std.
-        x = (x.div_(255.0) - self._mean) / self._std
+        x = pixels_to_tensor(pixels, self.spec.preprocess, self.device)
         return self._embed("vision", x, autocast=True)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

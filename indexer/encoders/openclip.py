@@ -11,7 +11,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from indexer.encoders.base import Encoder, EncoderSpec, ImagePreprocess, l2_normalise
+from indexer.encoders.base import (
+    Encoder,
+    EncoderSpec,
+    ImagePreprocess,
+    l2_normalise,
+    pixels_to_tensor,
+)
 from indexer.errors import LoupeError
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -100,8 +106,6 @@ class OpenClipEncoder(Encoder):
         self.spec = spec
         self.device = device
         self._torch = torch
-        self._mean = torch.tensor(spec.preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(spec.preprocess.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def _autocast(self):
         torch = self._torch
@@ -114,11 +118,9 @@ class OpenClipEncoder(Encoder):
         torch = self._torch
         if len(pixels) == 0:
             return np.zeros((0, self.dim), np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
-        # Same arithmetic as ToTensor + Normalize: x / 255, then (x - mean) / std.
-        x = (x.div_(255.0) - self._mean) / self._std
+        x = pixels_to_tensor(pixels, self.spec.preprocess, self.device)
         with torch.inference_mode(), self._autocast():
-            feats = self.model.encode_image(x.to(self.device, non_blocking=True))
+            feats = self.model.encode_image(x)
         return l2_normalise(feats.float().cpu().numpy())
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
