@@ -106,9 +106,6 @@ class _Column:
     image_input: int  # index into DecodeSettings.preprocesses
     audio: bool  # embeds sound windows too
 
-    def takes(self, kind: str) -> bool:
-        return kind != AUDIO or self.audio
-
 
 @dataclass
 class _Pending:
@@ -191,21 +188,20 @@ class _Writer:
             if r.fingerprint in self.run_photos:
                 vecs, w, h = self.run_photos[r.fingerprint]
                 self.add_item(r, Item(PHOTO, width=w, height=h), vecs)
-                self.add_file(r, 1)
+                kinds = [PHOTO]
             elif r.fingerprint in found:
-                rows = found[r.fingerprint]
-                for row in rows:
+                kinds = []
+                for row in found[r.fingerprint]:
                     item = Item(row["kind"], row["timestamp"], row["end"], row["shot"],
                                 row["silent"], row["width"], row["height"])
                     vecs = {n: np.asarray(row[n], np.float32) for n in names
                             if row.get(n) is not None}
                     self.add_item(r, item, vecs)
-                r.duration = r.duration or None
-                self.add_file(r, len(rows))
+                    kinds.append(item.kind)
             else:  # the source rows vanished meanwhile; the next run embeds this file
                 continue
-            _count_items(self.report, [row["kind"] for row in found.get(r.fingerprint, [])]
-                         or [PHOTO])
+            self.add_file(r, len(kinds))
+            _count_items(self.report, kinds)
             self.report.reused += 1
         self.reuse = []
 

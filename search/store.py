@@ -272,39 +272,31 @@ class Store:
     def _table_names(self) -> set[str]:
         return set(self.db.list_tables().tables)
 
-    def items(self, create: bool = True):
-        """The items table (created with the registered vector columns if missing)."""
-        if self._items is None:
-            if ITEMS in self._table_names():
-                self._items = self.db.open_table(ITEMS)
+    def _table(self, attr: str, name: str, schema, create: bool):
+        """Open table ``name`` (kept in ``attr``), creating it with ``schema()`` if asked."""
+        table = getattr(self, attr)
+        if table is None:
+            if name in self._table_names():
+                table = self.db.open_table(name)
             elif create:
-                cols = {c: s.dim for c, s in self.encoders.items()}
-                self._items = self.db.create_table(ITEMS, schema=items_schema(cols))
+                table = self.db.create_table(name, schema=schema())
             else:
                 return None
-        return self._items
+            setattr(self, attr, table)
+        return table
+
+    def items(self, create: bool = True):
+        """The items table (created with the registered vector columns if missing)."""
+        return self._table("_items", ITEMS, lambda: items_schema(
+            {c: s.dim for c, s in self.encoders.items()}), create)
 
     def files(self, create: bool = True):
         """The indexed-files table."""
-        if self._files is None:
-            if FILES in self._table_names():
-                self._files = self.db.open_table(FILES)
-            elif create:
-                self._files = self.db.create_table(FILES, schema=FILES_SCHEMA)
-            else:
-                return None
-        return self._files
+        return self._table("_files", FILES, lambda: FILES_SCHEMA, create)
 
     def skipped(self, create: bool = True):
         """The skipped-files table."""
-        if self._skipped is None:
-            if SKIPPED in self._table_names():
-                self._skipped = self.db.open_table(SKIPPED)
-            elif create:
-                self._skipped = self.db.create_table(SKIPPED, schema=SKIPPED_SCHEMA)
-            else:
-                return None
-        return self._skipped
+        return self._table("_skipped", SKIPPED, lambda: SKIPPED_SCHEMA, create)
 
     def version(self) -> int:
         """Current version of the items table (0 when there is none)."""

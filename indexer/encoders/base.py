@@ -232,3 +232,25 @@ class Encoder(ABC):
             return np.zeros((0, self.dim), np.float32)
         batch = np.stack([to_model_input(im, self.preprocess) for im in images])
         return self.embed_pixels(batch)
+
+
+class TorchEncoder(Encoder):
+    """Base of the PyTorch backends: a model in eval mode on a device, and its tokenizer.
+
+    On CUDA, :meth:`_autocast` runs the enclosed code in fp16; elsewhere in fp32.
+    """
+
+    def __init__(self, model, tokenizer, spec: EncoderSpec, device: str = "cpu"):
+        import torch
+
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.device = device
+        self._torch = torch
+
+    def _autocast(self, enabled: bool = True):
+        torch = self._torch
+        if enabled and self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast("cpu", enabled=False)

@@ -32,9 +32,9 @@ import numpy as np
 
 from indexer.encoders.base import (
     AudioPreprocess,
-    Encoder,
     EncoderSpec,
     ImagePreprocess,
+    TorchEncoder,
     l2_normalise,
     pixels_to_tensor,
 )
@@ -270,23 +270,8 @@ def build_model(kwargs: dict, weights: str, label: str):
     return model.eval()
 
 
-class ImageBindEncoder(Encoder):
+class ImageBindEncoder(TorchEncoder):
     """An ImageBind model behind the Encoder interface: images, texts and sound."""
-
-    def __init__(self, model, tokenizer, spec: EncoderSpec, device: str = "cpu"):
-        import torch
-
-        self.model = model.eval().to(device)
-        self.tokenizer = tokenizer
-        self.spec = spec
-        self.device = device
-        self._torch = torch
-
-    def _autocast(self, enabled: bool):
-        torch = self._torch
-        if enabled and self.device.startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.float16)
-        return torch.autocast("cpu", enabled=False)
 
     def _embed(self, modality: str, x, autocast: bool = False) -> np.ndarray:
         torch = self._torch

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from indexer.encoders.base import (
-    Encoder,
     EncoderSpec,
     ImagePreprocess,
+    TorchEncoder,
     l2_normalise,
     pixels_to_tensor,
 )
@@ -95,23 +95,8 @@ def _preprocess_from_model(model) -> ImagePreprocess:
     )
 
 
-class OpenClipEncoder(Encoder):
-    """An open_clip CLIP model behind the Encoder interface."""
-
-    def __init__(self, model, tokenizer, spec: EncoderSpec, device: str = "cpu"):
-        import torch
-
-        self.model = model.eval().to(device)
-        self.tokenizer = tokenizer
-        self.spec = spec
-        self.device = device
-        self._torch = torch
-
-    def _autocast(self):
-        torch = self._torch
-        if self.device.startswith("cuda"):
-            return torch.autocast("cuda", dtype=torch.float16)
-        return torch.autocast("cpu", enabled=False)
+class OpenClipEncoder(TorchEncoder):
+    """An open_clip CLIP model behind the Encoder interface (fp16 autocast on CUDA)."""
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 at model size -> (N, dim) unit vectors."""
