@@ -148,17 +148,14 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     return img
 
 
-def decode_image(
-    data: bytes,
-    pre: ImagePreprocess,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    draft_factor: float | None = 2.0,
-) -> DecodedImage:
-    """Decode image bytes into the encoder's input.
+def upright_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  draft: tuple[int, int] | None = None) -> tuple[Image.Image, int, int]:
+    """Decode image bytes as people see them: first frame/page, EXIF orientation applied.
 
-    ``draft_factor``: for JPEGs, let libjpeg decode at a reduced scale as long as the
-    result stays at least ``draft_factor`` times the model input (2.0 keeps vectors
-    within cos 0.999 of a full decode; 1.0 is fastest; None disables draft mode).
+    Returns ``(image, width, height)``: the image in its file's mode (see :func:`to_rgb`),
+    and the upright size of the *full* picture (the image itself is smaller when
+    ``draft`` let libjpeg decode a JPEG at reduced scale, no smaller than ``draft``).
+    Raises :class:`ImageDecodeError` with a one-line reason.
     """
     try:
         img = open_image(data, max_pixels)
@@ -175,16 +172,14 @@ def decode_image(
         w, h = img.size
         if orientation in (5, 6, 7, 8):
             w, h = h, w
-        if draft_factor and img.format == "JPEG":
-            tw, th = _draft_target(pre, draft_factor)
+        if draft and img.format == "JPEG":
             # draft() wants the size in the file's own orientation; a square target
             # makes that moot.
-            img.draft("RGB" if img.mode != "CMYK" else img.mode, (tw, th))
+            img.draft("RGB" if img.mode != "CMYK" else img.mode, draft)
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
         img.load()
         img = ImageOps.exif_transpose(img) if orientation != 1 else img
-        pixels = to_model_input(img, pre)
     except ImageDecodeError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError, struct_error()) as e:
@@ -193,6 +188,40 @@ def decode_image(
         raise ImageDecodeError(f"decoder failed: {type(e).__name__}: {e}") from e
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
+    return img, w, h
+
+
+def upright_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """A file's picture as full-size upright RGB (for grounding, drawing, thumbnails)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageDecodeError(f"cannot read {path}: {e.strerror or e}") from e
+    img, _, _ = upright_image(data, max_pixels)
+    return to_rgb(img)
+
+
+def decode_image(
+    data: bytes,
+    pre: ImagePreprocess,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_factor: float | None = 2.0,
+) -> DecodedImage:
+    """Decode image bytes into the encoder's input.
+
+    ``draft_factor``: for JPEGs, let libjpeg decode at a reduced scale as long as the
+    result stays at least ``draft_factor`` times the model input (2.0 keeps vectors
+    within cos 0.999 of a full decode; 1.0 is fastest; None disables draft mode).
+    """
+    draft = _draft_target(pre, draft_factor) if draft_factor else None
+    img, w, h = upright_image(data, max_pixels, draft)
+    try:
+        pixels = to_model_input(img, pre)
+    except (OSError, ValueError, MemoryError) as e:
+        raise ImageDecodeError(f"corrupt or truncated image: {e}") from e
+    except Exception as e:  # a plugin bug must not stop a run
+        raise ImageDecodeError(f"decoder failed: {type(e).__name__}: {e}") from e
     return DecodedImage(pixels=pixels, width=w, height=h)
 
 

@@ -390,3 +390,42 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         )
     finally:
         container.close()
+
+
+def frame_at(path: str | os.PathLike, timestamp: float) -> tuple[Image.Image, float]:
+    """The frame on screen at ``timestamp`` seconds: ``(upright RGB image, its exact time)``.
+
+    That is the last decoded frame whose time is at or before ``timestamp`` (the first
+    frame for earlier times). A stored frame's own timestamp gives back exactly that
+    frame. Raises :class:`VideoDecodeError` when nothing decodes.
+    """
+    container, stream = _open(path)
+    try:
+        tb = Fraction(stream.time_base)
+        target = Fraction(timestamp).limit_denominator(1_000_000)
+        start = stream.start_time or 0
+        try:  # to the keyframe before the target (a little before: rounding of pts)
+            container.seek(max(start, int((target - Fraction(1, 10)) / tb)), stream=stream,
+                           backward=True, any_frame=False)
+        except av.FFmpegError:
+            container.seek(0)
+        best: tuple[av.VideoFrame, Fraction] | None = None
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                ts = frame.pts * Fraction(frame.time_base or tb)
+                if ts > target and best is not None:
+                    break
+                best = (frame, ts)
+                if ts >= target:
+                    break
+        except av.FFmpegError as e:
+            if best is None:
+                raise VideoDecodeError(f"no frame decodes near {timestamp:.3f} s: "
+                                       f"{av_reason(e)}") from e
+        if best is None:
+            raise VideoDecodeError(f"no frame at {timestamp:.3f} s (the video is shorter?)")
+        return frame_image(best[0]), float(best[1])
+    finally:
+        container.close()

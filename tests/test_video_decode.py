@@ -383,3 +383,20 @@ def test_long_video_streams_in_bounded_memory(tmp_path):
     assert peak < 4 * 2**20, f"peak traced memory {peak / 2**20:.1f} MiB"
     # Resident memory between the 30th and 290th second does not grow with the length.
     assert rss_at[290] - rss_at[30] < 16, rss_at
+
+
+def test_frame_at_gives_the_frame_on_screen(corpus):
+    """frame_at(t) is the frame PyAV decodes at t (exactly, for a stored timestamp), the
+    last frame before t between frames, the last frame past the end."""
+    from indexer.video_decode import frame_at
+
+    path = corpus / "video" / "three_shots.mp4"
+    with av.open(str(path)) as c:
+        frames = {f.pts * f.time_base: f.to_ndarray(format="rgb24") for f in c.decode(video=0)}
+    for t in (0.0, 3.0, 8.0, 20.0, 23.96):
+        image, ts = frame_at(path, t)
+        want = frames[Fraction(t).limit_denominator(100)]
+        assert ts == t and np.array_equal(np.asarray(image), want)
+    image, ts = frame_at(path, 12.345)
+    assert ts == 12.32 and np.array_equal(np.asarray(image), frames[Fraction(1232, 100)])
+    assert frame_at(path, 99.0)[1] == 23.96
