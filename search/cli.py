@@ -112,6 +112,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     _add_encoder(p, for_query=True)
 
+    p = sub.add_parser("ground", help="Kosmos-2: describe pictures and box the phrases",
+                       description="Ground search hits, image files or video moments with "
+                                   "Kosmos-2: a caption (or an answer to --prompt) whose "
+                                   "phrases come with boxes in the picture. Answers are cached "
+                                   "in the index. Examples: loupe ground 3f2a...c1 (an item id "
+                                   "from search --json); loupe ground photo.jpg --draw out.jpg; "
+                                   "loupe ground clip.mp4 --at 12.5; loupe ground --video "
+                                   "clip.mp4 --every 2 --sheet sheet.jpg")
+    p.add_argument("targets", nargs="*", metavar="ITEM_ID_OR_PATH")
+    p.add_argument("--at", type=float, default=None, metavar="SECONDS",
+                   help="for a video file: the moment to ground")
+    p.add_argument("--video", default=None, metavar="PATH",
+                   help="ground a video's sampled frames (see --every)")
+    p.add_argument("--every", type=float, default=1.0, metavar="SECONDS",
+                   help="with --video: one frame every SECONDS (1.0) plus shot changes")
+    p.add_argument("--prompt", default=None,
+                   help='what to ask (default "<grounding>An image of", a caption); free-form '
+                        'prompts such as "Find the white fish" get <grounding> added')
+    p.add_argument("--model", default=None,
+                   help="Kosmos-2 hub id (microsoft/kosmos-2-patch14-224) or a local folder "
+                        "(save_pretrained layout)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    p.add_argument("--batch-size", type=int, default=8, help="pictures per generate call (8)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit (64)")
+    p.add_argument("--draw", default=None, metavar="PATH",
+                   help="write the picture(s) with boxes: a file for one target, else a folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="with --video: write groundings.jsonl and the annotated frames here")
+    p.add_argument("--sheet", default=None, metavar="FILE",
+                   help="with --video: write a contact sheet of the frames with their boxes")
+    p.add_argument("--no-cache", action="store_true", help="run the model even if cached")
+    p.add_argument("--json", action="store_true", help="print the answers as JSON")
+    _add_db(p)
+
     p = sub.add_parser("status", help="what the index holds, and what was skipped")
     _add_db(p)
     p.add_argument("--json", action="store_true", help="print as JSON")
@@ -288,6 +322,90 @@ def cmd_search(args) -> int:
     return EXIT_OK
 
 
+def _print_grounding(label: str, g, cached: bool) -> None:
+    print(f"{_shown(label)}{' (cached)' if cached else ''}")
+    print(f"  {g.caption}")
+    for e in g.entities:
+        boxes = "; ".join(", ".join(f"{v:.0f}" for v in b) for b in e.boxes)
+        print(f"    {e.phrase.strip()}: [{boxes}]")
+
+
+def cmd_ground(args) -> int:
+    from search.draw import contact_sheet, draw_grounding
+    from search.grounding import load_grounder, normalise_prompt
+    from search.groundings import ground_targets, ground_video, resolve_target, target_image
+    from search.store import Store
+
+    if bool(args.video) == bool(args.targets):
+        raise LoupeError("give ITEM_ID_OR_PATH... or --video PATH (one of the two)")
+    if args.batch_size < 1 or args.max_new_tokens < 1:
+        raise LoupeError("--batch-size and --max-new-tokens must be at least 1")
+    prompt = normalise_prompt(args.prompt)  # a bad prompt fails before the model loads
+    db = _db(args)
+    store = Store(db) if os.path.exists(os.path.join(db, "meta.json")) else None
+    if args.video:
+        if not args.every > 0:
+            raise LoupeError("--every must be a positive number of seconds")
+        if not os.path.isfile(args.video):
+            raise LoupeError(f"no such video: {args.video}")
+    else:
+        targets = [resolve_target(t, store, args.at) for t in args.targets]
+    grounder = load_grounder(args.model, args.device)
+    if args.video:
+        out_dir = args.out
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+        lines, tiles = [], []
+        jsonl = open(os.path.join(out_dir, "groundings.jsonl"), "w",  # noqa: SIM115
+                     encoding="utf-8") if out_dir else None
+        try:
+            for res, image in ground_video(grounder, args.video, args.every, prompt, store,
+                                           args.batch_size, args.max_new_tokens,
+                                           not args.no_cache):
+                d = res.as_dict()
+                lines.append(d)
+                if jsonl:
+                    jsonl.write(json.dumps(d, ensure_ascii=False) + "\n")
+                    jsonl.flush()
+                drawn = None
+                if out_dir or args.sheet:
+                    drawn = draw_grounding(image, res.grounding)
+                if out_dir:
+                    drawn.save(os.path.join(out_dir, f"frame_{res.target.timestamp:010.3f}.jpg"),
+                               quality=90)
+                if args.sheet:
+                    drawn.thumbnail((640, 640))
+                    tiles.append((drawn, f"{res.target.timestamp:.1f} s: {res.grounding.caption}"))
+                if not args.json:
+                    _print_grounding(res.target.label, res.grounding, res.cached)
+        finally:
+            if jsonl:
+                jsonl.close()
+        if args.sheet and tiles:
+            contact_sheet(tiles).save(args.sheet)
+        if args.json:
+            print(json.dumps(lines, indent=2, ensure_ascii=False))
+        if not lines:
+            raise LoupeError(f"no frame of {args.video} could be decoded")
+        return EXIT_OK
+    results = ground_targets(grounder, targets, prompt, store, args.batch_size,
+                             args.max_new_tokens, not args.no_cache)
+    if args.draw:
+        one = len(results) == 1 and not os.path.isdir(args.draw)
+        if not one:
+            os.makedirs(args.draw, exist_ok=True)
+        for i, r in enumerate(results):
+            drawn = draw_grounding(target_image(r.target), r.grounding)
+            name = f"{i:03d}_{os.path.splitext(os.path.basename(r.target.path))[0]}.jpg"
+            drawn.save(args.draw if one else os.path.join(args.draw, name), quality=92)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2, ensure_ascii=False))
+    else:
+        for r in results:
+            _print_grounding(r.target.label, r.grounding, r.cached)
+    return EXIT_OK
+
+
 def cmd_status(args) -> int:
     from search.status import index_status
     from search.store import Store
@@ -338,7 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "search" and not args.query and not args.audio:
         parser.error("search needs a query: words, an image file, a sound (--audio), or a mix")
     try:
-        return {"index": cmd_index, "search": cmd_search, "status": cmd_status}[args.command](args)
+        commands = {"index": cmd_index, "search": cmd_search, "ground": cmd_ground,
+                    "status": cmd_status}
+        return commands[args.command](args)
     except LoupeError as e:
         print(f"loupe: error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -31,7 +31,7 @@ from indexer.encoders.base import EncoderSpec
 from indexer.errors import LoupeError
 
 FORMAT_VERSION = 2
-ITEMS, FILES, SKIPPED = "items", "files", "skipped"
+ITEMS, FILES, SKIPPED, GROUNDINGS = "items", "files", "skipped", "groundings"
 
 # Item kinds.
 PHOTO, FRAME, AUDIO = "photo", "frame", "audio"
@@ -106,6 +106,18 @@ FILES_SCHEMA = pa.schema(
     ]
 )
 
+# Cached Kosmos-2 answers: one row per (content, prompt, model, generation settings).
+GROUNDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),  # hash of everything below but result
+        pa.field("content", pa.string()),  # fingerprint of the file [@ video timestamp]
+        pa.field("prompt", pa.string()),
+        pa.field("model", pa.string()),  # model id @ weights id
+        pa.field("result", pa.string()),  # the Grounding as JSON
+        pa.field("created", pa.float64()),
+    ]
+)
+
 SKIPPED_SCHEMA = pa.schema(
     [
         pa.field("path", pa.string(), nullable=False),
@@ -155,6 +167,7 @@ class Store:
         self._items = None
         self._files = None
         self._skipped = None
+        self._groundings = None
         if self.meta.get("format") == 1:
             self._migrate_from_1()
         if self.meta.get("format") != FORMAT_VERSION:
@@ -297,6 +310,10 @@ class Store:
     def skipped(self, create: bool = True):
         """The skipped-files table."""
         return self._table("_skipped", SKIPPED, lambda: SKIPPED_SCHEMA, create)
+
+    def groundings(self, create: bool = True):
+        """The grounding cache table."""
+        return self._table("_groundings", GROUNDINGS, lambda: GROUNDINGS_SCHEMA, create)
 
     def version(self) -> int:
         """Current version of the items table (0 when there is none)."""
@@ -452,7 +469,27 @@ class Store:
         cols = ["path", "size", "mtime_ns", "kind", "code", "reason", "at"]
         return self._scan(t, cols).to_pylist()
 
+    def cached_groundings(self, keys: Sequence[str]) -> dict[str, str]:
+        """{key: result JSON} of the cached groundings among ``keys``."""
+        t = self.groundings(create=False)
+        out: dict[str, str] = {}
+        if t is None or not keys:
+            return out
+        for chunk in _chunks(sorted(set(keys)), 500):
+            where = "key IN (" + ",".join(sql_str(k) for k in chunk) + ")"
+            for row in self._scan(t, ["key", "result"], where).to_pylist():
+                out[row["key"]] = row["result"]
+        return out
+
     # -- writes (each call is one atomic commit per table) ---------------------------
+    def cache_groundings(self, rows: list[dict]) -> None:
+        """Insert or replace grounding cache rows by key, in one commit."""
+        if not rows:
+            return
+        data = pa.Table.from_pylist(rows, schema=GROUNDINGS_SCHEMA)
+        (self.groundings().merge_insert("key").when_matched_update_all()
+         .when_not_matched_insert_all().execute(data))
+
     def upsert_items(self, rows: list[dict]) -> None:
         """Insert or replace rows by id (one commit per set of vector columns present).
 
@@ -512,6 +549,6 @@ class Store:
     def optimize(self) -> None:
         """Compact small fragments and drop versions older than an hour."""
         for t in (self.items(create=False), self.files(create=False),
-                  self.skipped(create=False)):
+                  self.skipped(create=False), self.groundings(create=False)):
             if t is not None:
                 t.optimize(cleanup_older_than=timedelta(hours=1))
