@@ -241,6 +241,14 @@ def run_monitored(cmd: list[str], env: dict | None = None, interval: float = 0.1
                      mon.peak_procs, cpu, after.ru_maxrss * 1024, mon.method, others)
 
 
+def write_json(out_dir: str | None, name: str, data: dict) -> None:
+    """Write a benchmark's numbers as ``out_dir/name`` (nothing when out_dir is None)."""
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, name), "w") as f:
+            json.dump(data, f, indent=2)
+
+
 def mib(n: float) -> str:
     """Bytes as MiB text."""
     return f"{n / 2**20:,.0f} MiB"

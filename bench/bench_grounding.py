@@ -23,12 +23,13 @@ Prints numbers; asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import write_json
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -101,10 +102,7 @@ def main() -> None:
     if gpu:
         res["gpu_peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         print(f"  peak GPU memory {res['gpu_peak_mem_gib']:.1f} GiB")
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "bench_grounding.json"), "w") as f:
-            json.dump(res, f, indent=2)
+    write_json(args.out, "bench_grounding.json", res)
 
 
 if __name__ == "__main__":

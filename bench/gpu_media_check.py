@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -171,10 +172,7 @@ def main() -> None:
               f"{res['imagebind_texts_per_s_b64']:.0f} texts/s (batch 64); the sound file's "
               f"{len(feats)} windows in {res['imagebind_audio_file_embed_s']:.2f} s")
     print(json.dumps(res, indent=2))
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "gpu_media_check.json"), "w") as f:
-            json.dump(res, f, indent=2)
+    write_json(args.out, "gpu_media_check.json", res)
 
 
 if __name__ == "__main__":

@@ -482,13 +482,17 @@ class Store:
         return out
 
     # -- writes (each call is one atomic commit per table) ---------------------------
+    @staticmethod
+    def _upsert(table, key: str, rows: list[dict], schema: pa.Schema) -> None:
+        """Insert or replace ``rows`` by ``key`` in one commit."""
+        data = pa.Table.from_pylist(rows, schema=schema)
+        table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(
+            data)
+
     def cache_groundings(self, rows: list[dict]) -> None:
         """Insert or replace grounding cache rows by key, in one commit."""
-        if not rows:
-            return
-        data = pa.Table.from_pylist(rows, schema=GROUNDINGS_SCHEMA)
-        (self.groundings().merge_insert("key").when_matched_update_all()
-         .when_not_matched_insert_all().execute(data))
+        if rows:
+            self._upsert(self.groundings(), "key", rows, GROUNDINGS_SCHEMA)
 
     def upsert_items(self, rows: list[dict]) -> None:
         """Insert or replace rows by id (one commit per set of vector columns present).
@@ -504,25 +508,17 @@ class Store:
             groups.setdefault(tuple(sorted(r)), []).append(r)
         for keys, group in groups.items():
             schema = pa.schema([t.schema.field(k) for k in t.schema.names if k in keys])
-            data = pa.Table.from_pylist(group, schema=schema)
-            (t.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
-             .execute(data))
+            self._upsert(t, "id", group, schema)
 
     def upsert_files(self, rows: list[dict]) -> None:
         """Insert or replace indexed-file records by path, in one commit."""
-        if not rows:
-            return
-        data = pa.Table.from_pylist(rows, schema=FILES_SCHEMA)
-        (self.files().merge_insert("path").when_matched_update_all()
-         .when_not_matched_insert_all().execute(data))
+        if rows:
+            self._upsert(self.files(), "path", rows, FILES_SCHEMA)
 
     def upsert_skipped(self, rows: list[dict]) -> None:
         """Insert or replace skipped-file records by path, in one commit."""
-        if not rows:
-            return
-        t = self.skipped()
-        data = pa.Table.from_pylist(rows, schema=SKIPPED_SCHEMA)
-        t.merge_insert("path").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        if rows:
+            self._upsert(self.skipped(), "path", rows, SKIPPED_SCHEMA)
 
     def delete_older_rows(self, paths: Iterable[str], before: float) -> None:
         """Delete rows of ``paths`` written before ``before`` (items a re-indexed file no
