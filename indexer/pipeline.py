@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
@@ -60,6 +60,8 @@ class IndexOptions:
     commit_seconds: float = 10.0  # ...or this long has passed since the last commit
     retry_failed: bool = False  # look again at files skipped as bad
     progress: bool = True  # show a progress bar on stderr
+    # called with (files done, files to do) after each file (the web UI's progress bar)
+    on_progress: Callable[[int, int], None] | None = None
 
 
 @dataclass
@@ -453,6 +455,7 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     embedder = _Embedder(columns, writer, report, options.batch_size)
 
     bar = _progress(len(todo), options.progress)
+    done = 0
     try:
         for r in _results(todo, settings, known, options):
             if r.code is not None:
@@ -472,6 +475,9 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
             bar.update(1)
             bar.set_postfix(items=report.embedded, reused=report.reused,
                             skipped=report.skipped, refresh=False)
+            done += 1
+            if options.on_progress is not None:
+                options.on_progress(done, len(todo))
         embedder.flush()
         writer.commit()
     except KeyboardInterrupt:

@@ -147,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the answers as JSON")
     _add_db(p)
 
+    p = sub.add_parser("ui", help="open the web UI (Streamlit) on this index",
+                       description="Serve the web UI: search by words, image or sound, look "
+                                   "at hits, ground them. It listens on 127.0.0.1 only, unless "
+                                   "--host says otherwise.")
+    _add_db(p)
+    p.add_argument("--port", type=int, default=8501, help="port (8501)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes "
+                        "the UI and every indexed file to the network)")
+    p.add_argument("--grounding-model", default=None, metavar="NAME_OR_DIR",
+                   help="Kosmos-2 for grounding (hub id or local folder)")
+    p.add_argument("--max-upload-mb", type=int, default=50,
+                   help="largest query image/sound upload in MB (50)")
+
     p = sub.add_parser("status", help="what the index holds, and what was skipped")
     _add_db(p)
     p.add_argument("--json", action="store_true", help="print as JSON")
@@ -409,6 +423,47 @@ def cmd_ground(args) -> int:
     return EXIT_OK
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def ui_command(db: str, port: int = 8501, host: str = "127.0.0.1",
+               grounding_model: str | None = None, max_upload_mb: int = 50) -> list[str]:
+    """The ``streamlit run`` command line that serves the UI (tests start it the same way)."""
+    app = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ui",
+                       "app.py")
+    cmd = [sys.executable, "-m", "streamlit", "run", app,
+           "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+           "--server.maxUploadSize", str(max_upload_mb), "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "viewer", "--client.showErrorDetails", "false",
+           "--server.fileWatcherType", "none", "--", "--db", db]
+    if grounding_model:
+        cmd += ["--grounding-model", grounding_model]
+    return cmd
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from search.store import Store
+
+    db = _db(args)
+    Store(db)  # a clear error now if there is no index there
+    if not 0 < args.port < 65536:
+        raise LoupeError("--port must be between 1 and 65535")
+    if args.max_upload_mb < 1:
+        raise LoupeError("--max-upload-mb must be at least 1")
+    if args.host not in LOOPBACK:
+        print(f"loupe: warning: serving on {args.host}: anyone who can reach this machine can "
+              "search the index and see every indexed file", file=sys.stderr)
+    cmd = ui_command(db, args.port, args.host, args.grounding_model, args.max_upload_mb)
+    print(f"Loupe UI for {db} at http://{args.host}:{args.port} (Ctrl-C stops it)",
+          file=sys.stderr)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def cmd_status(args) -> int:
     from search.status import index_status
     from search.store import Store
@@ -460,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("search needs a query: words, an image file, a sound (--audio), or a mix")
     try:
         commands = {"index": cmd_index, "search": cmd_search, "ground": cmd_ground,
-                    "status": cmd_status}
+                    "ui": cmd_ui, "status": cmd_status}
         return commands[args.command](args)
     except LoupeError as e:
         print(f"loupe: error: {e}", file=sys.stderr)

@@ -1,0 +1,102 @@
+"""Thumbnails and media of stored items, by item id only (for the web UI and the CLI).
+
+Nothing here takes a path from a person: an item id is looked up in the store, and only
+files that are rows of the index are ever opened. Thumbnails are made once and kept in
+``DB/thumbs/`` under the item's content (fingerprint, and time for a video frame), so a
+renamed file keeps its thumbnail and an edited one gets a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+
+from PIL import Image
+
+from indexer.errors import LoupeError
+from search.store import AUDIO, FRAME, Store
+
+THUMB_SIZE = 320  # longest side, pixels
+
+
+def item_row(store: Store, item_id: str) -> dict:
+    """The stored row of ``item_id``; LoupeError when the index has no such item."""
+    if not isinstance(item_id, str) or not item_id.isalnum():
+        raise LoupeError("not an item id")
+    row = store.get_items([item_id]).get(item_id)
+    if row is None:
+        raise LoupeError(f"no item {item_id} in this index")
+    return row
+
+
+def item_path(store: Store, item_id: str) -> str:
+    """The file of an item of the index (the only way the UI reaches a file)."""
+    path = item_row(store, item_id)["path"]
+    if not os.path.isfile(path):
+        raise LoupeError(f"{path} is no longer there (re-index to update)")
+    return path
+
+
+def item_picture(store: Store, item_id: str) -> Image.Image:
+    """An item's picture at full size (a photo, or a video frame at its timestamp)."""
+    from indexer.image_decode import ImageDecodeError, upright_image_file
+    from indexer.video_decode import VideoDecodeError, frame_at
+
+    row = item_row(store, item_id)
+    if row["kind"] == AUDIO:
+        raise LoupeError("a sound window has no picture")
+    path = item_path(store, item_id)
+    try:
+        if row["kind"] == FRAME:
+            return frame_at(path, row["timestamp"])[0]
+        return upright_image_file(path)
+    except (ImageDecodeError, VideoDecodeError) as e:
+        raise LoupeError(f"cannot read {path}: {e}") from e
+
+
+def thumbnail(store: Store, item_id: str, size: int = THUMB_SIZE) -> bytes:
+    """JPEG bytes of an item's thumbnail (longest side ``size``), made once and cached."""
+    row = item_row(store, item_id)
+    ts = "" if row["timestamp"] is None else f"@{row['timestamp']:.6f}"
+    key = hashlib.blake2b(f"{row['fingerprint']}{ts}:{size}".encode(),
+                          digest_size=16).hexdigest()
+    folder = os.path.join(store.dir, "thumbs", key[:2])
+    path = os.path.join(folder, key + ".jpg")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        pass
+    if row["kind"] == AUDIO:
+        image = _sound_tile(size)
+    else:
+        image = item_picture(store, item_id)
+        image.thumbnail((size, size), Image.BICUBIC)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=85)
+    data = buf.getvalue()
+    try:  # cached atomically; a read-only index still serves thumbnails
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return data
+
+
+def _sound_tile(size: int) -> Image.Image:
+    """A plain tile standing for a sound window."""
+    from PIL import ImageDraw
+
+    im = Image.new("RGB", (size, size * 3 // 4), (40, 44, 52))
+    d = ImageDraw.Draw(im)
+    w, h = im.size
+    for i in range(24):  # a stylised waveform
+        x = w * (i + 0.5) / 24
+        amp = h * 0.35 * abs(((i * 7) % 11) / 11 - 0.5) * 2
+        d.line([(x, h / 2 - amp), (x, h / 2 + amp)], fill=(120, 200, 255), width=max(2, w // 80))
+    return im
