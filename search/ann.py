@@ -46,27 +46,40 @@ class VectorIndex:
         self.timestamps = np.asarray([np.nan if t is None else t for t in ts], dtype=np.float64)
         ends = rows["end"].to_pylist() if "end" in rows.column_names else [None] * len(ts)
         self.ends = np.asarray([np.nan if t is None else t for t in ends], dtype=np.float64)
+        mt = rows["mtime_ns"].to_pylist() if "mtime_ns" in rows.column_names else []
+        # seconds since the epoch of each item's file (NaN: unknown, e.g. an old saved index)
+        self.mtimes = (np.asarray([np.nan if t is None else t / 1e9 for t in mt], np.float64)
+                       if mt else np.full(len(ts), np.nan))
         self._masks: dict[tuple, np.ndarray | None] = {}
 
     def __len__(self) -> int:
         return self.index.ntotal
 
-    def mask(self, kind: str | None = None, folder: str | None = None) -> np.ndarray | None:
+    def mask(self, kind: str | None = None, folder: str | None = None,
+             since: float | None = None, until: float | None = None) -> np.ndarray | None:
         """Boolean mask of positions passing the filters (None when there are none).
 
-        Masks are cached: the index object belongs to one store version.
+        ``since`` / ``until``: the file's modification time (seconds since the epoch) is
+        at or after ``since`` and before ``until``. Masks are cached: the index object
+        belongs to one store version.
         """
-        key = (kind, os.path.abspath(folder) if folder else None)
+        key = (kind, os.path.abspath(folder) if folder else None, since, until)
         if key not in self._masks:
             if len(self._masks) >= 64:
                 self._masks.clear()
             self._masks[key] = self._compute_mask(*key)
         return self._masks[key]
 
-    def _compute_mask(self, kind: str | None, folder: str | None) -> np.ndarray | None:
+    def _compute_mask(self, kind: str | None, folder: str | None, since: float | None,
+                      until: float | None) -> np.ndarray | None:
         m = None
         if kind:
             m = self.kinds == kind
+        with np.errstate(invalid="ignore"):  # NaN (unknown date) passes no date filter
+            for ok in ((self.mtimes >= since) if since is not None else None,
+                       (self.mtimes < until) if until is not None else None):
+                if ok is not None:
+                    m = ok if m is None else (m & ok)
         if folder:
             prefix = folder.rstrip(os.sep) + os.sep
             paths = self.rows["path"]
@@ -134,14 +147,15 @@ def _build(column: str, version: int, table: pa.Table) -> VectorIndex:
         vecs = np.ascontiguousarray(flat.reshape(table.num_rows, dim), dtype=np.float32)
     else:
         for name, typ in (("path", pa.string()), ("kind", pa.string()),
-                          ("timestamp", pa.float64()), ("end", pa.float64())):
+                          ("timestamp", pa.float64()), ("end", pa.float64()),
+                          ("mtime_ns", pa.int64())):
             if name not in table.column_names:
                 table = table.append_column(name, pa.array([], typ))
         vecs = np.zeros((0, max(dim, 1)), np.float32)
     index = faiss.IndexFlatIP(vecs.shape[1])
     if len(vecs):
         index.add(vecs)
-    rows = table.select(["id", "path", "kind", "timestamp", "end"])
+    rows = table.select(["id", "path", "kind", "timestamp", "end", "mtime_ns"])
     return VectorIndex(index, rows, IndexInfo(column, version, len(vecs), "Flat,IP"))
 
 

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list every matching video frame / sound window instead of one "
                         "result per file with its best moments")
     p.add_argument("--folder", default=None, help="only files under this folder")
+    p.add_argument("--since", default=None, metavar="YYYY-MM-DD",
+                   help="only files modified on or after this day")
+    p.add_argument("--until", default=None, metavar="YYYY-MM-DD",
+                   help="only files modified on or before this day")
     p.add_argument("--json", action="store_true", help="print results as a JSON list")
     _add_db(p)
     _add_encoder(p, for_query=True)
@@ -160,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Kosmos-2 for grounding (hub id or local folder)")
     p.add_argument("--max-upload-mb", type=int, default=50,
                    help="largest query image/sound upload in MB (50)")
+    p.add_argument("--allow-indexing", action="store_true",
+                   help="keep the page's 'Index a folder' action when --host exposes the UI "
+                        "(it is always on for 127.0.0.1)")
 
     p = sub.add_parser("status", help="what the index holds, and what was skipped")
     _add_db(p)
@@ -280,6 +287,23 @@ def cmd_index(args) -> int:
     return EXIT_OK
 
 
+def date_range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """Local calendar days (YYYY-MM-DD, both included) as [since, until) epoch seconds."""
+    import datetime as dt
+
+    def day(text: str, flag: str) -> dt.datetime:
+        try:
+            return dt.datetime.strptime(text, "%Y-%m-%d")
+        except ValueError as e:
+            raise LoupeError(f"{flag} wants a day like 2024-06-30, not {text!r}") from e
+
+    lo = day(since, "--since").timestamp() if since else None
+    hi = (day(until, "--until") + dt.timedelta(days=1)).timestamp() if until else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise LoupeError("--since is after --until")
+    return lo, hi
+
+
 def _clock(seconds: float) -> str:
     """1:02:03.5 / 2:03.5 / 3.50s, for moments in a video or sound."""
     m, sec = divmod(seconds, 60)
@@ -317,8 +341,9 @@ def cmd_search(args) -> int:
     load_s = time.perf_counter() - t_load
     t0 = time.perf_counter()
     kind = "frame" if args.kind == "video" else args.kind
+    since, until = date_range(args.since, args.until)
     hits = searcher.search(terms, k=args.k, kind=kind, folder=args.folder,
-                           group=not args.frames)
+                           group=not args.frames, since=since, until=until)
     elapsed = time.perf_counter() - t0
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
@@ -427,7 +452,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def ui_command(db: str, port: int = 8501, host: str = "127.0.0.1",
-               grounding_model: str | None = None, max_upload_mb: int = 50) -> list[str]:
+               grounding_model: str | None = None, max_upload_mb: int = 50,
+               allow_indexing: bool = False) -> list[str]:
     """The ``streamlit run`` command line that serves the UI (tests start it the same way)."""
     app = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ui",
                        "app.py")
@@ -438,6 +464,8 @@ def ui_command(db: str, port: int = 8501, host: str = "127.0.0.1",
            "--server.fileWatcherType", "none", "--", "--db", db]
     if grounding_model:
         cmd += ["--grounding-model", grounding_model]
+    if host not in LOOPBACK and not allow_indexing:
+        cmd.append("--no-indexing")  # strangers must not make the server index its disks
     return cmd
 
 
@@ -455,7 +483,8 @@ def cmd_ui(args) -> int:
     if args.host not in LOOPBACK:
         print(f"loupe: warning: serving on {args.host}: anyone who can reach this machine can "
               "search the index and see every indexed file", file=sys.stderr)
-    cmd = ui_command(db, args.port, args.host, args.grounding_model, args.max_upload_mb)
+    cmd = ui_command(db, args.port, args.host, args.grounding_model, args.max_upload_mb,
+                     args.allow_indexing)
     print(f"Loupe UI for {db} at http://{args.host}:{args.port} (Ctrl-C stops it)",
           file=sys.stderr)
     try:

@@ -109,14 +109,16 @@ class Searcher:
 
     def search_vector(self, vector: np.ndarray, k: int = 10, kind: str | None = None,
                       folder: str | None = None, column: str | None = None,
-                      group: bool = True, moments: int = 3) -> list[Hit]:
-        """Top-k hits for a unit query vector, with optional kind/folder filters.
+                      group: bool = True, moments: int = 3, since: float | None = None,
+                      until: float | None = None) -> list[Hit]:
+        """Top-k hits for a unit query vector, with optional kind/folder/date filters
+        (``since``/``until``: file modification time, seconds since the epoch).
 
         ``group``: a video or sound file appears once, at the rank of its best moment,
         with up to ``moments`` best moments; otherwise every frame / window is a hit.
         """
         index = self.index_of(column)
-        mask = index.mask(kind=kind, folder=folder)
+        mask = index.mask(kind=kind, folder=folder, since=since, until=until)
         if mask is not None and not mask.any():
             return []
         if not group:
@@ -131,7 +133,8 @@ class Searcher:
 
     def search(self, query: Sequence[str] | Sequence[Term], k: int = 10,
                kind: str | None = None, folder: str | None = None,
-               group: bool = True) -> list[Hit]:
+               group: bool = True, since: float | None = None,
+               until: float | None = None) -> list[Hit]:
         """Search with CLI-style tokens (``["dog", "+", "beach.jpg"]``) or parsed terms."""
         t0 = time.perf_counter()
         terms = list(query)
@@ -140,7 +143,7 @@ class Searcher:
         column = self.column_for(modalities(terms))  # type: ignore[arg-type]
         vec = query_vector(terms, self.encoder_of(column))  # type: ignore[arg-type]
         hits = self.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
-                                  group=group)
+                                  group=group, since=since, until=until)
         self.last_query_seconds = time.perf_counter() - t0
         return hits
 

@@ -163,7 +163,9 @@ class Store:
             self._write_meta({"format": FORMAT_VERSION, "encoders": {}, "encoder_order": [],
                               "created": time.time()})
         self.meta = self._read_meta()
-        self.db = lancedb.connect(self.dir)
+        # Every read sees the latest commit, also another process's (a UI open while
+        # `loupe index` or `loupe ground` writes); pinned reads use checkout(version).
+        self.db = lancedb.connect(self.dir, read_consistency_interval=timedelta(0))
         self._items = None
         self._files = None
         self._skipped = None
@@ -437,7 +439,7 @@ class Store:
         version = t.version
         t.checkout(version)  # pin: writers may commit while we read
         try:
-            a = self._scan(t, ["id", "path", "kind", "timestamp", "end", column],
+            a = self._scan(t, ["id", "path", "kind", "timestamp", "end", "mtime_ns", column],
                            f"{column} IS NOT NULL")
         finally:
             t.checkout_latest()

@@ -121,3 +121,37 @@ def test_index_reflects_store_version(colours, tmp_path, toy):
     solid(colours / "more.png", (255, 0, 0))
     index_paths([str(colours)], Store(store.dir), toy, IndexOptions(**OPTS))
     assert len(s.search(["red"], k=10)) == 6
+
+
+def test_date_filters_by_file_time(tmp_path, toy, capsys):
+    import datetime as dt
+    import json
+    import os
+
+    from search.cli import date_range
+    from search.cli import main as loupe_main
+
+    root = tmp_path / "dated"
+    days = {"old.png": "2020-01-01", "mid.png": "2021-06-15", "new.png": "2023-03-03"}
+    for name, day in days.items():
+        solid(root / name, (250, 10, 10))
+        t = dt.datetime.strptime(day, "%Y-%m-%d").replace(hour=12).timestamp()
+        os.utime(root / name, (t, t))
+    store = Store(str(tmp_path / "db"), create=True)
+    index_paths([str(root)], store, toy, IndexOptions(**OPTS))
+    s = Searcher(store, toy)
+
+    def names(**kw):
+        return sorted(h.path.rsplit("/", 1)[1] for h in s.search(["red"], k=10, **kw))
+
+    assert names() == ["mid.png", "new.png", "old.png"]
+    since, until = date_range("2021-06-15", "2021-06-15")  # one whole day
+    assert names(since=since, until=until) == ["mid.png"]
+    assert names(since=date_range("2021-01-01", None)[0]) == ["mid.png", "new.png"]
+    assert names(until=date_range(None, "2021-06-14")[1]) == ["old.png"]
+    assert loupe_main(["search", "red", "--db", store.dir, "--since", "2022-01-01",
+                       "--json"]) == 0
+    assert [h["path"].rsplit("/", 1)[1] for h in json.loads(capsys.readouterr().out)] == [
+        "new.png"]
+    assert loupe_main(["search", "red", "--db", store.dir, "--until", "30/12/2020"]) == 1
+    assert "--until wants a day" in capsys.readouterr().err

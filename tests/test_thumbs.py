@@ -63,6 +63,10 @@ def test_ui_command_line(tmp_path, capsys):
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "false"
     assert cmd[cmd.index("--server.maxUploadSize") + 1] == "50"
     assert cmd[-2:] == ["--db", str(tmp_path / "db")] and cmd[1:4] == ["-m", "streamlit", "run"]
-    assert cmd[4].endswith("ui/app.py")
+    assert cmd[4].endswith("ui/app.py") and "--no-indexing" not in cmd
+    exposed = ui_command("db", host="0.0.0.0")
+    assert exposed[exposed.index("--server.address") + 1] == "0.0.0.0"
+    assert "--no-indexing" in exposed
+    assert "--no-indexing" not in ui_command("db", host="0.0.0.0", allow_indexing=True)
     assert loupe_main(["ui", "--db", str(tmp_path / "nothing")]) == 1
     assert "no Loupe index" in capsys.readouterr().err

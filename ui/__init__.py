@@ -1,1 +1,1 @@
-"""Loupe's Streamlit UI (to come: it calls search/ and indexer/ only)."""
+"""Loupe's Streamlit web UI (`loupe ui`): it calls search/ and indexer/ only."""

@@ -1,0 +1,270 @@
+"""End to end in a real browser: `loupe ui` served on 127.0.0.1, driven by Playwright
+through Debian's chromium (no browser is downloaded; without chromium these tests skip).
+
+The index holds corpus photos, the three-shot video and sounds, built with the tiny
+random open_clip and ImageBind models; grounding uses the tiny random Kosmos-2.
+Screenshots are saved in the test's tmp dir (printed with -s).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                                "(apt-get install chromium; .ci/run does)"),
+    pytest.mark.timeout(600),
+]
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, corpus, tiny_clip_dir):
+    from tiny_models import make_tiny_imagebind_dir, make_tiny_kosmos2_dir
+
+    from search.cli import main as loupe_main
+    from search.cli import ui_command
+
+    work = tmp_path_factory.mktemp("ui")
+    root = work / "archive"
+    (root / "photos").mkdir(parents=True)
+    for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "horse.png"):
+        shutil.copy(corpus / "photos" / name, root / "photos" / name)
+    shutil.copytree(corpus / "sounds", root / "sounds")
+    shutil.copy(corpus / "video" / "three_shots.mp4", root / "three_shots.mp4")
+    ib = make_tiny_imagebind_dir(str(work / "tiny-ib"))
+    kosmos = make_tiny_kosmos2_dir(str(work / "tiny-kosmos"))
+    db = str(work / "db")
+    assert loupe_main(["index", str(root), "--db", db, "--model", tiny_clip_dir, "--model", ib,
+                       "--workers", "0", "--quiet"]) == 0
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_CACHE_HOME=str(work / "cache"))
+    log = open(work / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(ui_command(db, port, grounding_model=kosmos), env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("loupe ui did not start:\n" + (work / "server.log").read_text())
+        time.sleep(0.5)
+    yield {"url": url, "root": root, "work": work, "db": db, "kosmos": kosmos}
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(served["url"])
+    pg.get_by_label("Search", exact=True).wait_for()
+    yield pg
+    ctx.close()
+
+
+def _idle(page) -> None:
+    """Wait until the app has finished its rerun (the running indicator is gone)."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+    page.wait_for_load_state("networkidle")
+
+
+def _shot(page, served, name: str) -> Path:
+    _idle(page)
+    path = served["work"] / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def _results(page) -> int:
+    _idle(page)
+    sel = page.get_by_role("button", name="Select")
+    sel.first.wait_for()
+    return sel.count()
+
+
+def _no_traceback(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Traceback" not in page.content()
+
+
+def test_typing_a_query_shows_a_grid(page, served):
+    box = page.get_by_label("Search", exact=True)
+    box.fill("a photo of a cat")
+    box.press("Enter")
+    n = _results(page)
+    assert n >= 5
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stImage\"] img')"
+                           ".length >= 5")
+    _shot(page, served, "query-grid")
+    _no_traceback(page)
+
+
+def _open_uploads(page) -> None:
+    page.get_by_text("Search with a picture or a sound").click()
+
+
+def test_uploading_an_image(page, served, corpus):
+    _open_uploads(page)
+    inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    inputs.nth(0).set_input_files(str(corpus / "photos" / "chelsea.png"))
+    assert _results(page) >= 5
+    # the picture is in the index: it finds itself first
+    assert page.get_by_text("chelsea.png").first.is_visible()
+    first_title = page.locator('[data-testid="stMarkdownContainer"] strong').first.inner_text()
+    _shot(page, served, "image-query")
+    assert "chelsea.png" in first_title
+    _no_traceback(page)
+
+
+def test_uploading_a_sound(page, served, corpus):
+    _open_uploads(page)
+    inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    inputs.nth(1).set_input_files(str(corpus / "sounds" / "bell.oga"))
+    assert _results(page) >= 1
+    _shot(page, served, "sound-query")
+    _no_traceback(page)
+
+
+def test_select_ground_and_cache(page, served):
+    box = page.get_by_label("Search", exact=True)
+    box.fill("an astronaut")
+    box.press("Enter")
+    _results(page)
+    page.get_by_text("Photo", exact=True).first.click()  # photos only
+    page.get_by_text(re.compile(r"photos? for your query")).first.wait_for()
+    _results(page)
+    page.get_by_role("button", name="Select").first.click()
+    _idle(page)
+    page.get_by_role("button", name="Ground", exact=True).click()
+    page.get_by_text("new answer", exact=False).first.wait_for()
+    _shot(page, served, "grounded")
+    page.get_by_role("button", name="Ground", exact=True).click()
+    _idle(page)
+    page.get_by_text("cached", exact=False).first.wait_for()
+    _no_traceback(page)
+
+
+def test_a_grounding_draws_its_boxes(browser, served):
+    """A known answer (seeded in the cache as the app would store it) is drawn as boxes
+    on the selected picture: the box edge in the served image has the first box colour."""
+    import io
+    import json
+
+    from PIL import Image
+
+    from search.draw import PALETTE
+    from search.grounding import Entity, Grounding, load_grounder, normalise_prompt
+    from search.groundings import cache_key, resolve_target
+    from search.store import Store
+
+    store = Store(served["db"])
+    rows = store._scan(store.items(), ["id", "path", "kind"]).to_pylist()
+    item = next(r["id"] for r in rows if r["path"].endswith("astronaut.png"))
+    width, height = Image.open(served["root"] / "photos" / "astronaut.png").size
+    prompt = normalise_prompt("Where is the astronaut?")  # asked by no other test
+    g = Grounding(caption="An image of an astronaut", prompt=prompt, model="seeded",
+                  width=width, height=height, text="",
+                  entities=[Entity("an astronaut", 12, 24, [(100.0, 50.0, 400.0, 500.0)])])
+    grounder = load_grounder(served["kosmos"], "cpu")
+    target = resolve_target(item, store)
+    store.cache_groundings([{"key": cache_key(target.content, prompt, grounder, 64),
+                             "content": target.content, "prompt": prompt,
+                             "model": "seeded", "result": json.dumps(g.to_dict()),
+                             "created": 0.0}])
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(f"{served['url']}/?item={item}")
+    box = pg.get_by_label("Prompt", exact=True)
+    box.fill(prompt)
+    box.press("Enter")
+    _idle(pg)
+    pg.get_by_role("button", name="Ground", exact=True).click()
+    pg.get_by_text("cached", exact=False).first.wait_for()
+    pg.get_by_text("an astronaut", exact=False).first.wait_for()
+    _shot(pg, served, "grounding-boxes")
+    dialog = pg.get_by_role("dialog")
+    src = dialog.locator('[data-testid="stImage"] img').first.get_attribute("src")
+    shown = Image.open(io.BytesIO(pg.request.get(served["url"] + src if src.startswith("/")
+                                                 else src).body())).convert("RGB")
+    sx, sy = shown.width / width, shown.height / height
+    x, y = round(100 * sx) + 1, round(300 * sy)  # on the left edge, halfway down
+    got = shown.getpixel((x, y))
+    assert max(abs(a - b) for a, b in zip(got, PALETTE[0], strict=True)) < 40, got
+    ctx.close()
+
+
+def test_a_video_hit_plays_from_its_moment(page, served):
+    box = page.get_by_label("Search", exact=True)
+    box.fill("coffee")
+    box.press("Enter")
+    _results(page)
+    page.get_by_text("Video", exact=True).first.click()  # video moments only
+    page.get_by_text(re.compile(r"videos? for your query")).first.wait_for()
+    _results(page)
+    page.get_by_role("button", name="Select").first.click()
+    _idle(page)
+    video = page.locator("video").first
+    video.wait_for()
+    page.wait_for_function("() => { const v = document.querySelector('video');"
+                           " return v && v.readyState >= 1; }")
+    start = page.evaluate("() => document.querySelector('video').currentTime")
+    url_item = page.evaluate("() => new URL(location.href).searchParams.get('item')")
+    assert url_item
+    _shot(page, served, "video-hit")
+    from search.store import Store
+
+    row = Store(served["db"]).get_items([url_item])[url_item]
+    assert row["kind"] == "frame"
+    assert abs(start - int(row["timestamp"])) < 1.0, (start, row["timestamp"])
+
+
+def test_a_crafted_item_is_refused(browser, served):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "0123456789abcdef01234567"):
+        pg.goto(f"{served['url']}/?item={bad}")
+        pg.locator('[data-testid="stAlert"]').first.wait_for()
+        text = pg.content()
+        assert "root:x:" not in text and "Traceback" not in text
+    ctx.close()

@@ -1,0 +1,344 @@
+"""The UI's plain-Python helpers: no Streamlit here, so tests can call them directly.
+
+Everything the UI does to an index goes through the library the CLI uses
+(search.engine, search.query, search.store's public methods, search.thumbs); this module
+only turns widget values into library calls and library answers into display values.
+Nothing here opens a file named by a person: the query box is text only, uploads are
+written to private temporary files, and stored files are reached by item id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import mimetypes
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.errors import LoupeError
+from search import thumbs
+from search.engine import Hit, Searcher
+from search.query import AUDIO, IMAGE, Term, modalities, parse_query, query_vector
+from search.store import FRAME, PHOTO, Store, default_db_dir
+
+# What an upload may be (the uploaders' `type=` lists; checked again here).
+IMAGE_UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff", "bmp"]
+SOUND_UPLOAD_TYPES = ["wav", "mp3", "ogg", "oga", "flac", "m4a", "opus"]
+
+# Kind filter: label -> the Searcher's kind ("frame" is a video moment).
+KINDS = {"All": None, "Photo": PHOTO, "Video": FRAME, "Sound": "audio"}
+
+
+@dataclass(frozen=True)
+class AppArgs:
+    """What `loupe ui` passes after `--`."""
+
+    db: str
+    grounding_model: str | None = None
+    allow_indexing: bool = True  # off when the UI is served beyond this machine
+
+
+def parse_args(argv: Sequence[str]) -> AppArgs:
+    """The app's arguments (``streamlit run ui/app.py -- --db DIR [--grounding-model M]``).
+
+    Unknown arguments are ignored (under a test runner ``sys.argv`` is the runner's);
+    ``--db`` falls back to $LOUPE_DB, then the per-user data directory.
+    """
+    p = argparse.ArgumentParser(prog="loupe-ui", add_help=False, allow_abbrev=False)
+    p.add_argument("--db", default=None)
+    p.add_argument("--grounding-model", default=None)
+    p.add_argument("--no-indexing", action="store_true")
+    args, _ = p.parse_known_args(list(argv))
+    db = args.db or default_db_dir()
+    return AppArgs(os.path.abspath(os.path.expanduser(db)), args.grounding_model or None,
+                   not args.no_indexing)
+
+
+# -- queries ---------------------------------------------------------------------------
+def _never_a_file(_: str) -> bool:
+    return False
+
+
+def text_terms(text: str) -> list[Term]:
+    """The query box's terms: the CLI's arithmetic (``dog + 2:beach - people``), text only.
+
+    The box never reaches the file system: a token is never taken for a file, and
+    ``image:``/``audio:`` terms are refused (uploads are how pictures and sounds come in).
+    """
+    text = (text or "").strip()
+    if not text:
+        return []
+    try:
+        tokens = shlex.split(text)
+    except ValueError as e:  # an unclosed quote
+        raise LoupeError(f"cannot read the query: {e} (close the quote)") from e
+    if not tokens:
+        return []
+    try:
+        return parse_query(tokens, is_file=_never_a_file)
+    except LoupeError as e:
+        msg = str(e)
+        if "not found" in msg:  # image:... / audio:... / beach.jpg typed in the box
+            raise LoupeError(
+                "the query box takes words only: add pictures and sounds with the uploaders "
+                "(write text:NAME to search for a file name as words)") from e
+        raise
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A picture or sound given to the query: its bytes, name and weight."""
+
+    kind: str  # "image" or "audio"
+    name: str
+    data: bytes
+    weight: float = 1.0
+
+
+def _suffix(upload: Upload) -> str:
+    ext = os.path.splitext(upload.name)[1].lower().lstrip(".")
+    allowed = IMAGE_UPLOAD_TYPES if upload.kind == IMAGE else SOUND_UPLOAD_TYPES
+    if ext not in allowed:
+        what = "picture" if upload.kind == IMAGE else "sound"
+        raise LoupeError(f"{upload.name or 'the upload'} is not a {what} Loupe takes "
+                         f"({', '.join(allowed)})")
+    return "." + ext
+
+
+@contextmanager
+def upload_terms(uploads: Sequence[Upload]) -> Iterator[list[Term]]:
+    """Terms for uploads, each written to a private temporary file that is removed on exit.
+
+    The folder is made by ``tempfile.mkdtemp`` (readable by this user only); files get a
+    fixed name and the upload's (checked) extension, never the uploaded name.
+    """
+    if not uploads:
+        yield []
+        return
+    folder = tempfile.mkdtemp(prefix="loupe-query-")
+    try:
+        terms = []
+        for i, u in enumerate(uploads):
+            if u.kind not in (IMAGE, AUDIO):
+                raise LoupeError(f"unknown upload kind {u.kind!r}")
+            if not u.data:
+                raise LoupeError(f"{u.name or 'the upload'} is empty")
+            if not math.isfinite(u.weight) or u.weight == 0:
+                raise LoupeError(f"the weight of {u.name} must be a number other than 0")
+            path = os.path.join(folder, f"query-{i}{_suffix(u)}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(u.data)
+            terms.append(Term(float(u.weight), u.kind, path))
+        yield terms
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class QueryResult:
+    """A search's hits and how it went."""
+
+    hits: list[Hit]
+    column: str
+    seconds: float  # the search itself (models and indexes were loaded before)
+    load_seconds: float
+
+
+def days_to_range(days) -> tuple[float | None, float | None]:
+    """A date_input range (first and last day, both included; one day, or none) as
+    [since, until) seconds since the epoch, local time."""
+    import datetime as dt
+
+    days = [d for d in (days if isinstance(days, list | tuple) else [days]) if d]
+    if not days:
+        return None, None
+    first, last = min(days), max(days)
+    since = dt.datetime.combine(first, dt.time()).timestamp()
+    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time()).timestamp()
+    return since, until
+
+
+def run_query(searcher: Searcher, terms: Sequence[Term], k: int, kind: str | None = None,
+              folder: str | None = None, group: bool = True,
+              column: str | None = None, since: float | None = None,
+              until: float | None = None) -> QueryResult:
+    """Search like ``loupe search``: the first model that embeds every term (or the one
+    chosen), the model and index loaded outside the timing."""
+    if not terms:
+        raise LoupeError("empty query: give words, a picture, a sound, or a mix")
+    if k < 1:
+        raise LoupeError("ask for at least one result")
+    needs = modalities(terms)
+    if column is None:
+        column = searcher.column_for(needs)
+    else:
+        known = searcher.store.encoders
+        if column not in known:
+            raise LoupeError("that model is not in this index any more: reload the page")
+        column = searcher.store.encoder_for_query(known[column], needs)[0]
+    t0 = time.perf_counter()
+    encoder = searcher.encoder_of(column)
+    searcher.index_of(column)
+    t1 = time.perf_counter()
+    vec = query_vector(terms, encoder)
+    hits = searcher.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
+                                  group=group, since=since, until=until)
+    return QueryResult(hits, column, time.perf_counter() - t1, t1 - t0)
+
+
+def more_like(searcher: Searcher, item_id: str, k: int, kind: str | None = None,
+              folder: str | None = None, group: bool = True,
+              column: str | None = None) -> QueryResult:
+    """Items like a stored one, searched with its own stored vector (itself left out)."""
+    store = searcher.store
+    row = thumbs.item_row(store, item_id)  # refuses what is not an item of this index
+    columns = [c for c in ([column] if column else []) + list(store.encoders) if c]
+    for col in dict.fromkeys(columns):
+        vec = store.get_items([item_id], ["id", col]).get(item_id, {}).get(col)
+        if vec is None:
+            continue
+        t0 = time.perf_counter()
+        searcher.index_of(col)
+        t1 = time.perf_counter()
+        v = np.asarray(vec, dtype=np.float32)
+        norm = float(np.linalg.norm(v))
+        if not norm:
+            break
+        hits = searcher.search_vector(v / norm, k=k + 1, kind=kind, folder=folder, column=col,
+                                      group=group)
+        hits = [h for h in hits if h.id != item_id][:k]
+        return QueryResult(hits, col, time.perf_counter() - t1, t1 - t0)
+    raise LoupeError(f"{os.path.basename(row['path'])} has no vector to compare with yet "
+                     "(re-index to compute it)")
+
+
+# -- items -----------------------------------------------------------------------------
+def check_item(store: Store, item_id: object) -> dict:
+    """The stored row of an item id that came from a person (URL, session); LoupeError
+    when it is not an item of this index. Only the store is read: no file is opened."""
+    if not isinstance(item_id, str) or not item_id or len(item_id) > 64:
+        raise LoupeError("that is not an item of this index")
+    try:
+        return thumbs.item_row(store, item_id)
+    except LoupeError as e:
+        raise LoupeError("that link does not point to an item of this index "
+                         "(it may have been removed by a re-index)") from e
+
+
+def neighbour_frames(searcher: Searcher, item_id: str, seconds: float,
+                     limit: int = 16) -> list[tuple[str, float]]:
+    """(id, timestamp) of the frames of the same video within ``seconds`` of a frame
+    (itself included), in time order, from the searcher's index of the default column.
+
+    There is no library function listing a video's frames; the loaded index holds every
+    row's id, path, kind and timestamp, so this reads those (no file is opened).
+    """
+    row = thumbs.item_row(searcher.store, item_id)
+    if row["kind"] != FRAME or row["timestamp"] is None:
+        raise LoupeError("only a video moment has surrounding frames")
+    t = float(row["timestamp"])
+    out: list[tuple[str, float]] = []
+    for col in searcher.store.encoders:
+        index = searcher.index_of(col)
+        sel = (index.paths == row["path"]) & (index.kinds == FRAME)
+        ts = index.timestamps
+        sel &= np.abs(np.nan_to_num(ts, nan=np.inf) - t) <= seconds + 1e-6
+        out = sorted({(str(i), float(x)) for i, x in zip(index.ids[sel], ts[sel],
+                                                          strict=True)},
+                     key=lambda p: p[1])
+        if out:
+            break
+    if len(out) > limit:  # the ones nearest in time
+        out = sorted(sorted(out, key=lambda p: abs(p[1] - t))[:limit], key=lambda p: p[1])
+    return out
+
+
+def folder_choices(paths: Sequence[str] | np.ndarray, limit: int = 5000) -> list[str]:
+    """Folders to filter by: every folder holding indexed files, and the folders above
+    them down to the archive's roots (the common part of all paths), sorted."""
+    dirs = {os.path.dirname(str(p)) for p in set(paths)}
+    if not dirs:
+        return []
+    try:
+        top = os.path.commonpath(list(dirs))
+    except ValueError:  # mixed drives
+        top = ""
+    out = set()
+    for d in dirs:
+        while d and d not in out:
+            out.add(d)
+            if d == top or os.path.dirname(d) == d:
+                break
+            d = os.path.dirname(d)
+    return sorted(out)[:limit]
+
+
+# -- display ---------------------------------------------------------------------------
+def clock(seconds: float | None) -> str:
+    """m:ss (h:mm:ss past an hour) for moments in a video or sound."""
+    if seconds is None:
+        return ""
+    s = max(0, int(seconds))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def human_size(n: int | None) -> str:
+    """1.2 MB."""
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} bytes"
+
+
+def when(mtime_ns: int | None) -> str:
+    """A file's date and time (local)."""
+    if mtime_ns is None:
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))
+
+
+def shown_path(path: str) -> str:
+    """A path with the home folder as ~."""
+    home = os.path.expanduser("~")
+    if home and home != "/" and (path == home or path.startswith(home + os.sep)):
+        return "~" + path[len(home):]
+    return path
+
+
+_MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
+         ".webm": "video/webm", ".mkv": "video/x-matroska", ".wav": "audio/wav",
+         ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg",
+         ".opus": "audio/ogg", ".flac": "audio/flac", ".m4a": "audio/mp4",
+         ".aac": "audio/aac"}
+
+
+def media_type(path: str, default: str) -> str:
+    """The MIME type a browser player needs for a stored file."""
+    ext = os.path.splitext(path)[1].lower()
+    return _MIME.get(ext) or mimetypes.guess_type(path)[0] or default
+
+
+def model_label(spec) -> str:
+    """A short name for a model of the index (a folder's name rather than its path)."""
+    model = spec.model.removeprefix("local-dir:").removeprefix("hf-hub:").rstrip("/")
+    return f"{spec.backend} {os.path.basename(model) or model}"
+
+
+def hit_record(hit: Hit) -> dict:
+    """A hit as the session keeps it (plain data)."""
+    return hit.as_dict()

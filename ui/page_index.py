@@ -1,0 +1,8 @@
+"""The Index page (a page script of ui/app.py's navigation)."""
+
+import sys
+
+from ui import index_view
+from ui.core import parse_args
+
+index_view.render(parse_args(sys.argv[1:]))

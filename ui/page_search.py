@@ -1,0 +1,8 @@
+"""The Search page (a page script of ui/app.py's navigation)."""
+
+import sys
+
+from ui import search_view
+from ui.core import parse_args
+
+search_view.render(parse_args(sys.argv[1:]))

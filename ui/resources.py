@@ -1,0 +1,47 @@
+"""Per-process resources (``st.cache_resource``) and the friendly-error guard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from indexer.errors import LoupeError
+from ui.services import GroundingService, IndexJob, SearchService, log_unexpected
+
+
+@st.cache_resource(show_spinner=False, validate=lambda s: s.fresh())
+def search_service(db: str) -> SearchService:
+    """The store and searcher of ``db``, opened once per process (again when the index's
+    meta changes, e.g. a model was added by `loupe index --add`)."""
+    return SearchService(db)
+
+
+@st.cache_resource(show_spinner=False)
+def grounding_service(model: str | None) -> GroundingService:
+    """Kosmos-2, loaded on first use and kept for the life of the process."""
+    return GroundingService(model)
+
+
+@st.cache_resource(show_spinner=False)
+def index_job() -> IndexJob:
+    """The process's one indexing job."""
+    return IndexJob()
+
+
+@contextmanager
+def friendly(what: str = "that") -> Iterator[None]:
+    """Show errors as one polite line: a LoupeError's message, or the kind of an
+    unexpected error (its traceback goes to stderr, never to the page).
+
+    Streamlit's own control flow (st.rerun, st.stop) passes through: those are
+    BaseExceptions, not Exceptions.
+    """
+    try:
+        yield
+    except LoupeError as e:
+        st.error(str(e), icon=":material/info:")
+    except Exception as e:
+        log_unexpected(what, e)
+        st.error(f"Something went wrong: {type(e).__name__}", icon=":material/error:")

@@ -1,0 +1,283 @@
+"""Long-lived things one UI process shares between its sessions (held by
+``st.cache_resource`` in ui/resources.py): the searcher, the Kosmos-2 grounder, the
+background indexing job. Each guards itself with a lock; no Streamlit here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from PIL import Image
+
+from indexer.errors import LoupeError
+from search import thumbs
+from search.draw import draw_grounding
+from search.engine import Searcher
+from search.grounding import Grounder, load_grounder, normalise_prompt
+from search.groundings import cache_key, ground_targets, resolve_target
+from search.store import Store
+
+MAX_NEW_TOKENS = 64  # as `loupe ground`: the UI and the CLI share cached answers
+DISPLAY_SIDE = 1600  # longest side of pictures sent to the browser
+
+
+def jpeg(image: Image.Image, side: int = DISPLAY_SIDE, quality: int = 88) -> bytes:
+    """JPEG bytes of a picture scaled down to ``side`` (for the browser)."""
+    im = image.convert("RGB")
+    if max(im.size) > side:
+        im = im.copy()
+        im.thumbnail((side, side), Image.BICUBIC)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def log_unexpected(what: str, e: BaseException) -> None:
+    """The traceback of an unexpected error, to stderr (never to the page)."""
+    print(f"loupe ui: {what}: {type(e).__name__}: {e}", file=sys.stderr)
+    traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+
+
+class SearchService:
+    """One store and its searcher for every session; calls are serialised by a lock
+    (LanceDB table handles and the searcher's index cache are not shared safely)."""
+
+    def __init__(self, db: str):
+        self.db = db
+        self.store = Store(db)
+        # An index without models yet has no searcher (the page says to run `loupe index`).
+        self.searcher: Searcher | None = Searcher(self.store) if self.store.encoders else None
+        self.lock = threading.RLock()
+        self.meta_mtime = _mtime(self.store.meta_path)
+        self._folders: tuple[int, list[str]] | None = None
+        self._counts: tuple[int, dict[str, int]] | None = None
+
+    def fresh(self) -> bool:
+        """False once the index's models have changed (`loupe index --add`, or a first
+        run on an empty index): the service is then rebuilt. Other meta changes (every
+        run records itself) keep it, and its loaded models."""
+        mtime = _mtime(self.store.meta_path)
+        if mtime == self.meta_mtime:
+            return True
+        try:
+            with open(self.store.meta_path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            return False
+        if (meta.get("encoders"), meta.get("encoder_order")) != (
+                self.store.meta.get("encoders"), self.store.meta.get("encoder_order")):
+            return False
+        self.meta_mtime = mtime
+        return True
+
+    def version(self) -> int:
+        """The store's version (it moves on when an indexing run commits)."""
+        with self.lock:
+            return self.store.version()
+
+    def counts(self) -> dict[str, int]:
+        """{kind: rows} (store.counts), per store version."""
+        with self.lock:
+            version = self.store.version()
+            if self._counts is None or self._counts[0] != version:
+                self._counts = (version, self.store.counts())
+            return self._counts[1]
+
+    def folders(self) -> list[str]:
+        """Folders holding indexed files (for the folder filter), per store version."""
+        from ui.core import folder_choices
+
+        with self.lock:
+            version = self.store.version()
+            if self._folders is None or self._folders[0] != version:
+                # The indexed files' records: cheap, and no FAISS index is (re)built.
+                paths = [f["path"] for f in self.store.file_rows()]
+                self._folders = (version, folder_choices(paths))
+            return self._folders[1]
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+@dataclass
+class Grounded:
+    """One grounded picture, ready to show."""
+
+    item_id: str
+    label: str
+    timestamp: float | None
+    caption: str
+    phrases: list[str]
+    cached: bool
+    picture: bytes  # JPEG with the boxes drawn
+
+
+class GroundingService:
+    """Kosmos-2 for the whole process: loaded on first use, one generation at a time."""
+
+    def __init__(self, model: str | None, device: str = "auto"):
+        self.model = model
+        self.device = device
+        self.lock = threading.Lock()
+        self._grounder: Grounder | None = None
+        self._stores: dict[str, Store] = {}
+
+    def _get(self) -> Grounder:
+        if self._grounder is None:
+            self._grounder = load_grounder(self.model, self.device)  # LoupeError if missing
+        return self._grounder
+
+    def _store(self, db: str) -> Store:
+        # Its own Store: grounding writes the cache while other sessions search.
+        if db not in self._stores:
+            self._stores[db] = Store(db)
+        return self._stores[db]
+
+    def cached(self, db: str, item_id: str, prompt: str | None) -> Grounded | None:
+        """The cached answer for an item, when the model is loaded and has one (no model
+        run, no waiting on a running one)."""
+        if self._grounder is None or not self.lock.acquire(blocking=False):
+            return None
+        try:
+            store = self._store(db)
+            target = resolve_target(item_id, store)
+            key = cache_key(target.content, normalise_prompt(prompt), self._grounder,
+                            MAX_NEW_TOKENS)
+            if not store.cached_groundings([key]):
+                return None
+            return self._ground(store, [item_id], prompt)[0]
+        finally:
+            self.lock.release()
+
+    def ground(self, db: str, item_ids: Sequence[str], prompt: str | None,
+               side: int = DISPLAY_SIDE) -> list[Grounded]:
+        """Ground stored pictures (cached answers come back at once); the drawn pictures
+        are JPEGs at most ``side`` pixels long."""
+        with self.lock:
+            return self._ground(self._store(db), item_ids, prompt, side)
+
+    def _ground(self, store: Store, item_ids: Sequence[str], prompt: str | None,
+                side: int = DISPLAY_SIDE) -> list[Grounded]:
+        normalise_prompt(prompt)  # a bad prompt fails before the model loads
+        grounder = self._get()
+        targets, pictures = [], []
+        for item_id in item_ids:
+            thumbs.item_row(store, item_id)  # only items of this index
+            targets.append(resolve_target(item_id, store))
+            pictures.append(thumbs.item_picture(store, item_id))
+        results = ground_targets(grounder, targets, prompt, store, batch_size=4,
+                                 max_new_tokens=MAX_NEW_TOKENS, images=pictures)
+        out = []
+        for item_id, r, pic in zip(item_ids, results, pictures, strict=True):
+            g = r.grounding
+            out.append(Grounded(item_id, r.target.label, r.target.timestamp, g.caption,
+                                [e.phrase.strip() for e in g.entities if e.phrase.strip()],
+                                r.cached, jpeg(draw_grounding(pic, g), side)))
+        return out
+
+
+@dataclass
+class JobState:
+    """What the indexing job is doing (a copy is handed to the page)."""
+
+    running: bool = False
+    folder: str | None = None
+    done: int = 0
+    total: int = 0
+    started: float | None = None
+    finished: float | None = None
+    report: dict | None = None
+    error: str | None = None
+    db: str | None = None
+    runs: int = 0  # finished runs
+
+
+class IndexJob:
+    """Indexing in a background thread, one run at a time per process.
+
+    Searching goes on meanwhile: the run uses its own Store, and searchers reload their
+    FAISS indexes when the store version moves on.
+    """
+
+    workers: int | None = None  # decode processes (None: the library's default)
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self._state = JobState()
+        self._thread: threading.Thread | None = None
+
+    def state(self) -> JobState:
+        with self.lock:
+            s = self._state
+            return replace(s)
+
+    def start(self, db: str, folder: str) -> str:
+        """Start indexing ``folder`` into the index at ``db``; returns the folder.
+
+        LoupeError when a run is going on, the folder is not an existing directory, or
+        the index has no models yet.
+        """
+        path = os.path.abspath(os.path.expanduser((folder or "").strip()))
+        if not (folder or "").strip():
+            raise LoupeError("type the folder to index")
+        if not os.path.isdir(path):
+            raise LoupeError(f"{folder} is not a folder on this machine")
+        store = Store(db)
+        if not store.encoders:
+            raise LoupeError("this index has no models yet: run `loupe index FOLDER` once "
+                             "(it chooses the model), then add folders here")
+        with self.lock:
+            if self._state.running:
+                raise LoupeError(f"already indexing {self._state.folder}: wait for it to end")
+            runs = self._state.runs
+            self._state = JobState(running=True, folder=path, started=time.time(), db=db,
+                                   runs=runs)
+            self._thread = threading.Thread(target=self._run, args=(store, path),
+                                            name="loupe-index", daemon=True)
+            self._thread.start()
+        return path
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the current run (tests)."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    def _progress(self, done: int, total: int) -> None:
+        with self.lock:
+            self._state.done, self._state.total = done, total
+
+    def _run(self, store: Store, folder: str) -> None:
+        from indexer.encoders import LazyEncoder
+        from indexer.pipeline import IndexOptions, index_paths
+
+        report, error = None, "the run was interrupted"
+        try:
+            encoders = [LazyEncoder(spec) for spec in store.encoders.values()]
+            opts = {"progress": False, "on_progress": self._progress}
+            if self.workers is not None:
+                opts["workers"] = self.workers
+            report = index_paths([folder], store, encoders, IndexOptions(**opts)).as_dict()
+            error = None
+        except LoupeError as e:
+            error = str(e)
+        except Exception as e:  # the thread must not die silently
+            log_unexpected(f"indexing {folder}", e)
+            error = f"Something went wrong: {type(e).__name__}"
+        finally:  # whatever happened, the next run may start
+            with self.lock:
+                s = self._state
+                s.running, s.finished, s.report, s.error = False, time.time(), report, error
+                s.runs += 1
