@@ -19,14 +19,10 @@ ss = st.session_state
 
 def render(args: AppArgs) -> None:
     st.title("Index")
-    try:
+    status = None
+    with friendly("reading the index status"):
         status = index_status(Store(args.db))  # a fresh Store: meta (last run) up to date
-    except LoupeError as e:
-        st.error(str(e), icon=":material/info:")
-        return
-    except Exception as e:
-        log_unexpected("reading the index status", e)
-        st.error(f"Something went wrong: {type(e).__name__}")
+    if status is None:
         return
     ss["index_status"] = status
     st.caption(f"`{status['db']}` · store version {status['store_version']}")

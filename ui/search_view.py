@@ -472,15 +472,10 @@ def welcome(svc: SearchService) -> None:
 # -- page ------------------------------------------------------------------------------
 def render(args: AppArgs) -> None:
     ss["_db"] = args.db
-    try:
+    svc = None
+    with friendly("opening the index"):
         svc = search_service(args.db)
-    except LoupeError as e:
-        st.title("Loupe")
-        st.error(str(e), icon=":material/info:")
-        return
-    except Exception as e:
-        log_unexpected("opening the index", e)
-        st.error(f"Something went wrong: {type(e).__name__}")
+    if svc is None:
         return
     if not svc.store.encoders:
         st.title("Loupe")
