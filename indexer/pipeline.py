@@ -239,6 +239,11 @@ class _Writer:
         self.last_commit = time.monotonic()
 
 
+def _kinds_of(c: _Column) -> list[str]:
+    """Item kinds that get a vector in ``c``'s column."""
+    return [PHOTO, FRAME] + ([AUDIO] if c.audio else [])
+
+
 def _count_file(report: IndexReport, media: str | None, problem: str | None) -> None:
     if media == "video":
         report.videos += 1
@@ -378,14 +383,17 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     report.files_seen = len(entries)
     item_states = store.item_states()
     # Photos committed by a run killed before their file records: complete all the same.
-    orphans = store.photo_states(exclude=item_states)
+    orphans = store.photo_states(exclude=[p for p, st in item_states.items()
+                                          if st.kind == IMAGE])
     item_states.update(orphans)
     skipped_states = store.skipped_states()
 
-    # Files indexed before a model joined the index: compute what they lack.
+    # Files indexed before a model joined the index: compute what they lack. (Only for
+    # columns not known complete: the lookup scans the whole items table.)
     backfill: dict[str, set[str]] = {}
-    for c in columns:
-        for p in store.paths_missing(c.name, [PHOTO, FRAME] + ([AUDIO] if c.audio else [])):
+    incomplete = [c for c in columns if c.name in store.incomplete_columns]
+    for c in incomplete:
+        for p in store.paths_missing(c.name, _kinds_of(c)):
             backfill.setdefault(p, set()).add(c.name)
     if base_settings.audio is not None:
         audio_cols = {c.name for c in columns if c.audio}
@@ -499,6 +507,9 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
             saved = build_index(store, c.name)
     report.index_version = store.version()
     report.seconds = time.monotonic() - t0
+    for c in incomplete:  # files outside this run's roots may still lack vectors
+        if not store.paths_missing(c.name, _kinds_of(c)):
+            store.mark_complete(c.name)
     store.update_meta(last_run={"finished": time.time(), "roots": roots, **report.as_dict()})
     return report
 

@@ -161,7 +161,7 @@ class Store:
                 )
             os.makedirs(self.dir, exist_ok=True)
             self._write_meta({"format": FORMAT_VERSION, "encoders": {}, "encoder_order": [],
-                              "created": time.time()})
+                              "incomplete_columns": [], "created": time.time()})
         self.meta = self._read_meta()
         # Every read sees the latest commit, also another process's (a UI open while
         # `loupe index` or `loupe ground` writes); pinned reads use checkout(version).
@@ -240,10 +240,23 @@ class Store:
         t = self.items(create=False)
         if t is not None and spec.column not in t.schema.names:
             t.add_columns([pa.field(spec.column, pa.list_(pa.float32(), spec.dim))])
+            if t.count_rows():  # rows without this model's vectors: backfilled by runs
+                self.meta["incomplete_columns"] = self.incomplete_columns + [spec.column]
         self.meta.setdefault("encoders", {})[spec.column] = spec.to_dict()
         self.meta.setdefault("encoder_order", []).append(spec.column)
         self._write_meta(self.meta)
         return spec.column
+
+    @property
+    def incomplete_columns(self) -> list[str]:
+        """Vector columns that may lack vectors of rows indexed before their model joined
+        (an index that does not say: all of them)."""
+        return list(self.meta.get("incomplete_columns", self.encoders))
+
+    def mark_complete(self, column: str) -> None:
+        """Record that every row that should have ``column``'s vector has it."""
+        self.meta["incomplete_columns"] = [c for c in self.incomplete_columns if c != column]
+        self._write_meta(self.meta)
 
     def encoder_for_query(self, spec: EncoderSpec | None = None,
                           modalities: Iterable[str] = ()) -> tuple[str, EncoderSpec]:
@@ -349,15 +362,17 @@ class Store:
         return self._states(self.files(create=False), "fingerprint")
 
     def photo_states(self, exclude: Iterable[str] = ()) -> dict[str, FileState]:
-        """{path: state} of photo rows, except ``exclude`` paths. A photo's one row is the
-        whole file, so it stands for the file even without a file record (a run killed
-        between the two commits)."""
+        """{path: state} of photo rows whose file has no record: ``exclude`` gives the
+        image files that have one. A photo's one row is the whole file, so it stands for
+        the file even without its record (a run killed between the two commits)."""
         t = self.items(create=False)
         if t is None:
             return {}
+        skip = set(exclude)
+        if t.count_rows(f"kind = {sql_str(PHOTO)}") == len(skip):
+            return {}  # every photo row has its file record (the usual case): no scan
         names = ["path", "size", "mtime_ns", "fingerprint"]
         a = self._scan(t, names, f"kind = {sql_str(PHOTO)}")
-        skip = set(exclude)
         cols = [a[n].to_pylist() for n in names]
         return {p: FileState(s, m, fp, kind="image") for p, s, m, fp in zip(*cols, strict=True)
                 if p not in skip}

@@ -332,3 +332,23 @@ def test_format_1_index_is_upgraded(tmp_path):
     _, report = _index([photos], db, enc)
     assert report.unchanged == 2 and enc.images_embedded == 0
     assert Searcher(Store(str(db)), enc).search(["red"], k=1)[0].path.endswith("a.png")
+
+
+def test_a_new_model_stays_incomplete_until_every_root_is_backfilled(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    solid(a / "red.png", (255, 0, 0))
+    solid(b / "blue.png", (0, 0, 255))
+    db = tmp_path / "db"
+    store, _ = _index([a], db, ToyEncoder())
+    store, _ = _index([b], db, ToyEncoder())
+    assert store.incomplete_columns == []  # a first model is complete by construction
+    new = SoundToyEncoder()
+    store, _ = _index([b], db, [ToyEncoder(), new])  # only b's files get the new model
+    assert new.images_embedded == 1
+    assert store.incomplete_columns == [new.spec.column]  # red.png still lacks it
+    later = SoundToyEncoder()
+    store, _ = _index([a], db, [ToyEncoder(), later])
+    assert later.images_embedded == 1 and store.incomplete_columns == []
+    again = SoundToyEncoder()
+    _index([a, b], db, [ToyEncoder(), again])
+    assert again.images_embedded == 0
