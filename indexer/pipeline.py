@@ -83,6 +83,7 @@ class IndexReport:
     unsupported: int = 0  # media this run cannot index (recorded, retried later)
     not_media: int = 0
     removed: int = 0  # files gone from disk, rows deleted
+    tagged: int = 0  # photos and frames given zero-shot tags (an index with --tags)
     seconds: float = 0.0
     index_version: int = 0
 
@@ -351,6 +352,24 @@ def _columns(store: Store, encoders: Sequence[Encoder]) -> tuple[list[_Column], 
     return columns, DecodeSettings(tuple(preprocesses), audio)
 
 
+def _update_tags(store: Store, encoders: Sequence[Encoder]) -> int:
+    """Zero-shot tags for what this run added, when the index is tagged."""
+    from search.tags import tagging_config, update_tags
+
+    if not tagging_config(store):
+        return 0
+    by_column = {e.spec.column: e for e in encoders}
+
+    def encoder_of(column: str) -> Encoder:
+        if column not in by_column:
+            from indexer.encoders import LazyEncoder
+
+            by_column[column] = LazyEncoder(store.encoders[column])
+        return by_column[column]
+
+    return update_tags(store, encoder_of)
+
+
 def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence[Encoder],
                 options: IndexOptions | None = None) -> IndexReport:
     """Index (or re-index) the files under ``roots`` into ``store`` with ``encoders``.
@@ -505,6 +524,7 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
         saved = saved_info(store, c.name)
         if saved is None or saved.version != store.version():
             saved = build_index(store, c.name)
+    report.tagged = _update_tags(store, encoders)
     report.index_version = store.version()
     report.seconds = time.monotonic() - t0
     for c in incomplete:  # files outside this run's roots may still lack vectors

@@ -88,6 +88,18 @@ class VectorIndex:
             m = f if m is None else (m & f)
         return m
 
+    def vectors(self, positions: np.ndarray | list[int]) -> np.ndarray:
+        """The stored vectors at ``positions``, as an (n, d) float32 array (a copy)."""
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        n, d = len(self), self.index.d
+        if isinstance(self.index, faiss.IndexFlat):
+            xb = faiss.rev_swig_ptr(self.index.get_xb(), n * d).reshape(n, d)
+            return np.array(xb[pos], dtype=np.float32)
+        out = np.empty((len(pos), d), np.float32)
+        for row, p in enumerate(pos.tolist()):
+            out[row] = self.index.reconstruct(p)
+        return out
+
     def search(self, queries: np.ndarray, k: int,
                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, positions) per query; positions are -1 past the last match."""

@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="commit to the store every N rows (256; also every 10 s)")
     p.add_argument("--retry-failed", action="store_true",
                    help="look again at files skipped as bad in earlier runs")
+    p.add_argument("--tags", nargs="?", const="", default=None, metavar="VOCABULARY",
+                   help="tag every photo and frame with zero-shot labels (stored; search "
+                        "with --where tag=LABEL): everyday (the default), imagenet-1k, or a "
+                        "label file. Later runs keep the tags up to date")
+    p.add_argument("--no-tags", action="store_true", help="stop tagging and drop the tags")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run's report as JSON")
 
@@ -112,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only files modified on or after this day")
     p.add_argument("--until", default=None, metavar="YYYY-MM-DD",
                    help="only files modified on or before this day")
+    p.add_argument("--where", action="append", default=[], metavar="tag=LABEL",
+                   help="only items tagged LABEL (an index built with --tags); repeat to "
+                        "require several")
+    p.add_argument("--hide-duplicates", nargs="?", type=float, const=0.95, default=None,
+                   metavar="COSINE",
+                   help="hide near duplicates of better hits (cosine >= 0.95, or COSINE)")
     p.add_argument("--json", action="store_true", help="print results as a JSON list")
     _add_db(p)
     _add_encoder(p, for_query=True)
@@ -167,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-indexing", action="store_true",
                    help="keep the page's 'Index a folder' action when --host exposes the UI "
                         "(it is always on for 127.0.0.1)")
+
+    from search.cli_explain import add_commands
+
+    add_commands(sub, _add_db)
 
     p = sub.add_parser("status", help="what the index holds, and what was skipped")
     _add_db(p)
@@ -258,9 +273,17 @@ def cmd_index(args) -> int:
     # Load the model before creating anything: a failed start leaves no empty index.
     if not args.every > 0:
         raise LoupeError("--every must be a positive number of seconds")
+    if args.tags is not None and args.no_tags:
+        raise LoupeError("--tags and --no-tags contradict each other")
+    if args.tags:
+        from search.labels import load_vocabulary
+
+        load_vocabulary(args.tags)  # a bad label file fails before anything is written
     existing = Store(db) if os.path.exists(os.path.join(db, "meta.json")) else None
     encoders = _encoders_for_index(args, existing)
     store = existing or Store(db, create=True)
+    if args.tags is not None or args.no_tags:
+        _set_tagging(store, args.tags, encoders)
     opts = IndexOptions(batch_size=args.batch_size, workers=args.workers,
                         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
                         draft_factor=args.draft or None, retry_failed=args.retry_failed,
@@ -285,6 +308,24 @@ def cmd_index(args) -> int:
         if report.skipped or report.partial:
             print("see `loupe status` for the skipped files and why")
     return EXIT_OK
+
+
+def _set_tagging(store, vocabulary: str | None, encoders) -> None:
+    """Turn index-time tags on (with ``vocabulary``; "" keeps the current or default
+    one) or off (None)."""
+    from search.labels import DEFAULT_TAGS
+    from search.tags import enable_tagging, tagging_config
+
+    if vocabulary is None:
+        store.update_meta(tagging=None, tagged=None)
+        store.delete_tags_table()
+        return
+    for e in encoders:  # a new index registers its models when the run starts
+        if e.spec.column not in store.encoders:
+            store.register_encoder(e.spec)
+    current = tagging_config(store) or {}
+    enable_tagging(store, vocabulary or current.get("vocabulary", DEFAULT_TAGS),
+                   current.get("column"))
 
 
 def date_range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
@@ -314,9 +355,11 @@ def _clock(seconds: float) -> str:
 
 
 def cmd_search(args) -> int:
+    from search.duplicates import check_threshold
     from search.engine import Searcher
     from search.query import modalities, parse_query
     from search.store import Store
+    from search.tags import parse_where
 
     if args.k < 1:
         raise LoupeError("-k must be at least 1")
@@ -326,6 +369,9 @@ def cmd_search(args) -> int:
     if not tokens:
         raise LoupeError("empty query: give words, an image file, a sound (--audio), or a mix")
     terms = parse_query(tokens)  # before loading a model: bad queries fail fast
+    wanted_tags = parse_where(args.where)
+    if args.hide_duplicates is not None:
+        check_threshold(args.hide_duplicates)
     store = Store(_db(args))
     encoder = None
     if args.model or args.pretrained:
@@ -343,7 +389,8 @@ def cmd_search(args) -> int:
     kind = "frame" if args.kind == "video" else args.kind
     since, until = date_range(args.since, args.until)
     hits = searcher.search(terms, k=args.k, kind=kind, folder=args.folder,
-                           group=not args.frames, since=since, until=until)
+                           group=not args.frames, since=since, until=until,
+                           dedupe=args.hide_duplicates, tags=wanted_tags)
     elapsed = time.perf_counter() - t0
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
@@ -357,7 +404,9 @@ def cmd_search(args) -> int:
             elif h.timestamp is not None:
                 where = f"  at {_clock(h.timestamp)}"
             print(f"{i:3d}  {h.score:.4f}  {_shown(h.path)}{where}")
-        print(f"({len(hits)} results in {elapsed * 1000:.0f} ms; model and index loaded in "
+        hidden = f", {searcher.last_hidden} near duplicates hidden" if searcher.last_hidden \
+            else ""
+        print(f"({len(hits)} results{hidden} in {elapsed * 1000:.0f} ms; model and index loaded in "
               f"{load_s:.1f} s)", file=sys.stderr)
     return EXIT_OK
 
@@ -543,8 +592,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "search" and not args.query and not args.audio:
         parser.error("search needs a query: words, an image file, a sound (--audio), or a mix")
     try:
+        from search.cli_explain import COMMANDS
+
         commands = {"index": cmd_index, "search": cmd_search, "ground": cmd_ground,
-                    "ui": cmd_ui, "status": cmd_status}
+                    "ui": cmd_ui, "status": cmd_status, **COMMANDS}
         return commands[args.command](args)
     except LoupeError as e:
         print(f"loupe: error: {e}", file=sys.stderr)

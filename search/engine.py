@@ -10,8 +10,10 @@ import numpy as np
 
 from indexer.encoders import Encoder, encoder_from_spec
 from search.ann import VectorIndex, load_index
+from search.duplicates import check_threshold, drop_near_duplicates
 from search.query import Term, modalities, parse_query, query_vector
 from search.store import Store
+from search.tags import ids_with_tags
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Searcher:
         if encoder is not None:
             self._encoders[self.column] = encoder
         self.last_query_seconds = 0.0
+        self.last_hidden = 0  # near-duplicate hits hidden by the last search (dedupe)
 
     def column_for(self, needs: set[str]) -> str:
         """The vector column that answers a query needing these modalities."""
@@ -95,9 +98,10 @@ class Searcher:
         return self.index_of()
 
     def _raw(self, index: VectorIndex, vector: np.ndarray, k: int,
-             mask: np.ndarray | None) -> list[Hit]:
+             mask: np.ndarray | None) -> tuple[list[Hit], dict[str, int]]:
+        """Ungrouped hits, and the index position of each hit's id."""
         scores, pos = index.search(vector[None, :], k, mask)
-        hits = []
+        hits, where = [], {}
         for s, p in zip(scores[0], pos[0], strict=True):
             if p < 0:
                 continue
@@ -105,37 +109,56 @@ class Searcher:
             hits.append(Hit(str(index.ids[p]), str(index.paths[p]), str(index.kinds[p]),
                             float(s), None if np.isnan(ts) else float(ts),
                             None if np.isnan(end) else float(end)))
-        return hits
+            where[hits[-1].id] = int(p)
+        return hits, where
 
     def search_vector(self, vector: np.ndarray, k: int = 10, kind: str | None = None,
                       folder: str | None = None, column: str | None = None,
                       group: bool = True, moments: int = 3, since: float | None = None,
-                      until: float | None = None) -> list[Hit]:
+                      until: float | None = None, dedupe: float | None = None,
+                      tags: Sequence[str] = ()) -> list[Hit]:
         """Top-k hits for a unit query vector, with optional kind/folder/date filters
-        (``since``/``until``: file modification time, seconds since the epoch).
+        (``since``/``until``: file modification time, seconds since the epoch) and
+        ``tags``: only items whose stored zero-shot tags include every one of them.
 
         ``group``: a video or sound file appears once, at the rank of its best moment,
         with up to ``moments`` best moments; otherwise every frame / window is a hit.
+        ``dedupe``: hide a hit whose vector (a grouped file's: its best moment's) has
+        cosine >= ``dedupe`` with a better-ranked hit's, identical copies included; k
+        hits are still returned when the index has them, and ``last_hidden`` says how
+        many were hidden.
         """
+        self.last_hidden = 0
+        if dedupe is not None:
+            check_threshold(dedupe)
         index = self.index_of(column)
         mask = index.mask(kind=kind, folder=folder, since=since, until=until)
+        if tags:
+            tagged = np.isin(index.ids, list(ids_with_tags(self.store, tags)))
+            mask = tagged if mask is None else (mask & tagged)
         if mask is not None and not mask.any():
             return []
-        if not group:
-            return self._raw(index, vector, k, mask)
+        if not group and dedupe is None:
+            return self._raw(index, vector, k, mask)[0]
+        n = len(index)
         fetch = k * 4 + 32
         while True:
-            raw = self._raw(index, vector, min(fetch, len(index)), mask)
-            grouped = _group(raw, moments)
-            if len(grouped) >= k or len(raw) < min(fetch, len(index)) or fetch >= len(index):
-                return grouped[:k]
+            raw, where = self._raw(index, vector, min(fetch, n), mask)
+            hits = _group(raw, moments) if group else raw
+            hits, hidden = (_dedupe(index, hits, where, dedupe, k) if dedupe is not None
+                            else (hits, 0))
+            if len(hits) >= k or len(raw) < min(fetch, n) or fetch >= n:
+                self.last_hidden = hidden
+                return hits[:k]
             fetch *= 4
 
     def search(self, query: Sequence[str] | Sequence[Term], k: int = 10,
                kind: str | None = None, folder: str | None = None,
                group: bool = True, since: float | None = None,
-               until: float | None = None) -> list[Hit]:
-        """Search with CLI-style tokens (``["dog", "+", "beach.jpg"]``) or parsed terms."""
+               until: float | None = None, dedupe: float | None = None,
+               tags: Sequence[str] = ()) -> list[Hit]:
+        """Search with CLI-style tokens (``["dog", "+", "beach.jpg"]``) or parsed terms;
+        ``dedupe`` and ``tags`` as in :meth:`search_vector`."""
         t0 = time.perf_counter()
         terms = list(query)
         if terms and not isinstance(terms[0], Term):
@@ -143,9 +166,20 @@ class Searcher:
         column = self.column_for(modalities(terms))  # type: ignore[arg-type]
         vec = query_vector(terms, self.encoder_of(column))  # type: ignore[arg-type]
         hits = self.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
-                                  group=group, since=since, until=until)
+                                  group=group, since=since, until=until, dedupe=dedupe,
+                                  tags=tags)
         self.last_query_seconds = time.perf_counter() - t0
         return hits
+
+
+def _dedupe(index: VectorIndex, hits: list[Hit], where: dict[str, int], threshold: float,
+            k: int) -> tuple[list[Hit], int]:
+    """(the first k hits that are not near duplicates of better ones, how many were
+    hidden before the last of them)."""
+    kept = drop_near_duplicates(index.vectors([where[h.id] for h in hits]), threshold, limit=k)
+    shown = [hits[i] for i in kept]
+    seen = kept[-1] + 1 if len(kept) >= k else len(hits)
+    return shown, seen - len(kept)
 
 
 def _group(raw: list[Hit], moments: int) -> list[Hit]:

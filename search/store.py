@@ -32,6 +32,7 @@ from indexer.errors import LoupeError
 
 FORMAT_VERSION = 2
 ITEMS, FILES, SKIPPED, GROUNDINGS = "items", "files", "skipped", "groundings"
+TAGS, REFERENCES = "tags", "references"
 
 # Item kinds.
 PHOTO, FRAME, AUDIO = "photo", "frame", "audio"
@@ -118,6 +119,33 @@ GROUNDINGS_SCHEMA = pa.schema(
     ]
 )
 
+# Zero-shot tags of photos and frames (search/tags.py): an item's top labels.
+TAGS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # the item
+        pa.field("key", pa.string()),  # model column : vocabulary hash : top : min share
+        pa.field("labels", pa.list_(pa.string())),
+        pa.field("shares", pa.list_(pa.float32())),  # percent, same order as labels
+        pa.field("tagged_at", pa.float64()),
+    ]
+)
+
+# Reference works for style attribution (search/attribution.py): one row per work and
+# model column.
+REFERENCES_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),  # hash of collection, path, column
+        pa.field("collection", pa.string()),  # the artist or style it stands for
+        pa.field("path", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("fingerprint", pa.string()),
+        pa.field("column", pa.string()),
+        pa.field("vector", pa.list_(pa.float32())),
+        pa.field("added_at", pa.float64()),
+    ]
+)
+
 SKIPPED_SCHEMA = pa.schema(
     [
         pa.field("path", pa.string(), nullable=False),
@@ -170,6 +198,8 @@ class Store:
         self._files = None
         self._skipped = None
         self._groundings = None
+        self._tags = None
+        self._references = None
         if self.meta.get("format") == 1:
             self._migrate_from_1()
         if self.meta.get("format") != FORMAT_VERSION:
@@ -329,6 +359,14 @@ class Store:
     def groundings(self, create: bool = True):
         """The grounding cache table."""
         return self._table("_groundings", GROUNDINGS, lambda: GROUNDINGS_SCHEMA, create)
+
+    def tags(self, create: bool = True):
+        """The zero-shot tags table."""
+        return self._table("_tags", TAGS, lambda: TAGS_SCHEMA, create)
+
+    def references(self, create: bool = True):
+        """The reference works of style attribution."""
+        return self._table("_references", REFERENCES, lambda: REFERENCES_SCHEMA, create)
 
     def version(self) -> int:
         """Current version of the items table (0 when there is none)."""
@@ -498,6 +536,30 @@ class Store:
                 out[row["key"]] = row["result"]
         return out
 
+    def tag_keys(self) -> dict[str, str]:
+        """{item id: key of the settings its tags were computed with}."""
+        t = self.tags(create=False)
+        if t is None:
+            return {}
+        a = self._scan(t, ["id", "key"])
+        return dict(zip(a["id"].to_pylist(), a["key"].to_pylist(), strict=True))
+
+    def tag_rows(self, where: str | None = None) -> pa.Table:
+        """Stored tags (id, labels, shares), optionally filtered."""
+        t = self.tags(create=False)
+        if t is None:
+            return TAGS_SCHEMA.empty_table().select(["id", "labels", "shares"])
+        return self._scan(t, ["id", "labels", "shares"], where)
+
+    def reference_rows(self, where: str | None = None,
+                       columns: list[str] | None = None) -> pa.Table:
+        """Reference works (optionally filtered), all columns unless ``columns``."""
+        t = self.references(create=False)
+        names = columns or REFERENCES_SCHEMA.names
+        if t is None:
+            return REFERENCES_SCHEMA.empty_table().select(names)
+        return self._scan(t, names, where)
+
     # -- writes (each call is one atomic commit per table) ---------------------------
     @staticmethod
     def _upsert(table, key: str, rows: list[dict], schema: pa.Schema) -> None:
@@ -526,6 +588,35 @@ class Store:
         for keys, group in groups.items():
             schema = pa.schema([t.schema.field(k) for k in t.schema.names if k in keys])
             self._upsert(t, "id", group, schema)
+
+    def upsert_tags(self, rows: list[dict]) -> None:
+        """Insert or replace items' tags by id, in one commit."""
+        if rows:
+            self._upsert(self.tags(), "id", rows, TAGS_SCHEMA)
+
+    def delete_tags(self, ids: Iterable[str]) -> None:
+        """Drop the tags of these items."""
+        t = self.tags(create=False)
+        for chunk in _chunks(sorted(set(ids)), 500):
+            if t is not None:
+                t.delete("id IN (" + ",".join(sql_str(i) for i in chunk) + ")")
+
+    def delete_tags_table(self) -> None:
+        """Drop every stored tag (tagging turned off)."""
+        if TAGS in self._table_names():
+            self.db.drop_table(TAGS)
+        self._tags = None
+
+    def upsert_references(self, rows: list[dict]) -> None:
+        """Insert or replace reference works by key, in one commit."""
+        if rows:
+            self._upsert(self.references(), "key", rows, REFERENCES_SCHEMA)
+
+    def delete_references(self, where: str) -> None:
+        """Drop the reference works matching ``where``."""
+        t = self.references(create=False)
+        if t is not None:
+            t.delete(where)
 
     def upsert_files(self, rows: list[dict]) -> None:
         """Insert or replace indexed-file records by path, in one commit."""
@@ -562,6 +653,7 @@ class Store:
     def optimize(self) -> None:
         """Compact small fragments and drop versions older than an hour."""
         for t in (self.items(create=False), self.files(create=False),
-                  self.skipped(create=False), self.groundings(create=False)):
+                  self.skipped(create=False), self.groundings(create=False),
+                  self.tags(create=False), self.references(create=False)):
             if t is not None:
                 t.optimize(cleanup_older_than=timedelta(hours=1))

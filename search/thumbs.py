@@ -60,8 +60,38 @@ def thumbnail(store: Store, item_id: str, size: int = THUMB_SIZE) -> bytes:
     """JPEG bytes of an item's thumbnail (longest side ``size``), made once and cached."""
     row = item_row(store, item_id)
     ts = "" if row["timestamp"] is None else f"@{row['timestamp']:.6f}"
-    key = hashlib.blake2b(f"{row['fingerprint']}{ts}:{size}".encode(),
-                          digest_size=16).hexdigest()
+
+    def make() -> Image.Image:
+        return _sound_tile(size) if row["kind"] == AUDIO else item_picture(store, item_id)
+
+    return _cached_jpeg(store, f"{row['fingerprint']}{ts}:{size}", make, size)
+
+
+def reference_thumbnail(store: Store, key: str, size: int = THUMB_SIZE) -> bytes:
+    """JPEG thumbnail of a registered reference work (style attribution's evidence), by
+    its key: like items, only files registered in the index are opened."""
+    from indexer.image_decode import ImageDecodeError, upright_image_file
+    from search.store import sql_str
+
+    if not isinstance(key, str) or not key.isalnum():
+        raise LoupeError("not a reference work")
+    rows = store.reference_rows(f"key = {sql_str(key)}", ["path", "fingerprint"]).to_pylist()
+    if not rows:
+        raise LoupeError("no such reference work in this index")
+    path = rows[0]["path"]
+
+    def make() -> Image.Image:
+        try:
+            return upright_image_file(path)
+        except (ImageDecodeError, OSError) as e:
+            raise LoupeError(f"cannot read {path}: {e}") from e
+
+    return _cached_jpeg(store, f"{rows[0]['fingerprint']}:{size}", make, size)
+
+
+def _cached_jpeg(store: Store, content: str, make, size: int) -> bytes:
+    """JPEG bytes kept in ``DB/thumbs`` under ``content`` (made by ``make`` once)."""
+    key = hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
     folder = os.path.join(store.dir, "thumbs", key[:2])
     path = os.path.join(folder, key + ".jpg")
     try:
@@ -69,11 +99,8 @@ def thumbnail(store: Store, item_id: str, size: int = THUMB_SIZE) -> bytes:
             return f.read()
     except OSError:
         pass
-    if row["kind"] == AUDIO:
-        image = _sound_tile(size)
-    else:
-        image = item_picture(store, item_id)
-        image.thumbnail((size, size), Image.BICUBIC)
+    image = make()
+    image.thumbnail((size, size), Image.BICUBIC)
     buf = io.BytesIO()
     image.convert("RGB").save(buf, "JPEG", quality=85)
     data = buf.getvalue()

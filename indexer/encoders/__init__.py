@@ -86,6 +86,10 @@ class LazyEncoder(Encoder):
     def embed_audio(self, features):
         return self.loaded.embed_audio(features)
 
+    @property
+    def logit_scale(self) -> float:
+        return self.loaded.logit_scale
+
 
 def load_encoder(model: str, pretrained: str | None, device: str = "auto") -> Encoder:
     """An encoder from CLI-style ``--model`` / ``--pretrained``.

@@ -190,6 +190,12 @@ class Encoder(ABC):
         """Embed texts. Returns (N, dim) float32, each row of unit length."""
 
     @property
+    def logit_scale(self) -> float:
+        """The factor the model multiplies image-text cosine similarities by before a
+        softmax over texts (CLIP learns it; 100 is its trained, clamped value)."""
+        return 100.0
+
+    @property
     def audio(self) -> AudioPreprocess | None:
         """The audio preprocessing this encoder expects, or None if it has no audio tower."""
         return self.spec.audio

@@ -287,6 +287,16 @@ class ImageBindEncoder(TorchEncoder):
         x = pixels_to_tensor(pixels, self.spec.preprocess, self.device)
         return self._embed("vision", x, autocast=True)
 
+    @property
+    def logit_scale(self) -> float:
+        """The text head's learned logit scale (clamped as ImageBind clamps it): its
+        zero-shot logits are image vectors times scaled text vectors."""
+        for module in self.model.modality_postprocessors["text"]:
+            if hasattr(module, "log_logit_scale"):
+                scale = float(module.log_logit_scale.detach().exp().reshape(-1)[0])
+                return min(scale, float(getattr(module, "max_logit_scale", scale)))
+        return 100.0
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, dim) unit vectors, with ImageBind's BPE tokenizer (77 tokens)."""
         if len(texts) == 0:

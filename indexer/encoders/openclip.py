@@ -108,6 +108,12 @@ class OpenClipEncoder(TorchEncoder):
             feats = self.model.encode_image(x)
         return l2_normalise(feats.float().cpu().numpy())
 
+    @property
+    def logit_scale(self) -> float:
+        """exp of the model's learned log logit scale (100 for the released CLIPs)."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.detach().exp().reshape(-1)[0]) if scale is not None else 100.0
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, dim) unit vectors, tokenised with open_clip's tokenizer."""
         torch = self._torch
