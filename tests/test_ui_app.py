@@ -450,3 +450,67 @@ def test_date_range_filters_results(app):
     at.date_input(key="dates").set_value((datetime.date(2024, 1, 1),
                                           datetime.date.today())).run()
     assert "red.png" not in _names(at) and _names(at)
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory) -> str:
+    """A tagged index (colour labels: answers known with the toy encoder), a copy of a
+    photo, and two reference collections."""
+    from search.attribution import add_collection
+    from search.tags import enable_tagging
+
+    root = tmp_path_factory.mktemp("tagged")
+    solid(root / "red.png", (255, 0, 0))
+    shutil.copy(root / "red.png", root / "red-copy.png")
+    solid(root / "dark-red.png", (128, 0, 0))
+    solid(root / "blue.png", (0, 0, 255))
+    solid(root / "refs" / "reds" / "r.png", (240, 10, 0))
+    solid(root / "refs" / "blues" / "b.png", (0, 10, 240))
+    labels = root / "colours.txt"
+    labels.write_text("# template: {}\nred\ngreen\nblue\nblack\n")
+    db = str(tmp_path_factory.mktemp("db") / "db")
+    store = Store(db, create=True)
+    toy = ToyEncoder()
+    store.register_encoder(toy.spec)
+    enable_tagging(store, str(labels), top=2, min_share=10.0)
+    index_paths([str(root / "red.png"), str(root / "red-copy.png"), str(root / "dark-red.png"),
+                 str(root / "blue.png")], store, toy, IndexOptions(workers=0, progress=False))
+    add_collection(store, "Red school", [str(root / "refs" / "reds")], lambda c: toy)
+    add_collection(store, "Blue school", [str(root / "refs" / "blues")], lambda c: toy)
+    return db
+
+
+def test_tag_filter_and_hiding_near_duplicates(tagged, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [APP, "--db", tagged])
+    at = _search(AppTest.from_file(APP, default_timeout=TIMEOUT).run(), "red")
+    assert sorted(_names(at)) == ["blue.png", "dark-red.png", "red-copy.png", "red.png"]
+    assert at.multiselect(key="tags").options == ["black", "blue", "red"]
+    at.multiselect(key="tags").select("black").run()
+    assert _names(at) == ["dark-red.png"]  # (128,0,0): red and black nearly tie
+    at.multiselect(key="tags").unselect("black").select("red").run()
+    assert sorted(_names(at)) == ["dark-red.png", "red-copy.png", "red.png"]
+    at.toggle(key="hide_dups").set_value(True).run()
+    assert len([n for n in _names(at) if n in ("red.png", "red-copy.png")]) == 1
+    assert at.session_state["results_info"]["hidden"] == 1
+    assert any("1 near-duplicates hidden" in m.value for m in at.markdown)
+
+
+def test_tags_and_style_of_the_selected_picture(tagged, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [APP, "--db", tagged])
+    at = _search(AppTest.from_file(APP, default_timeout=TIMEOUT).run(), "blue")
+    first = at.session_state["results"][0]
+    assert Path(first["path"]).name == "blue.png"
+    at.button(key=f"sel-0-{first['id']}").click().run()
+    assert at.selectbox(key="explain_vocab").value.endswith("colours.txt")  # the index's
+    at.button(key="explain").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    done = at.session_state["explained"]
+    tags, style = done["tags"], done["style"]
+    assert tags["tags"][0]["label"] == "blue"
+    assert sum(t["share"] for t in tags["tags"]) + tags["other"] == pytest.approx(100)
+    assert [r["label"] for r in style["references"]] == ["Blue school", "Red school"]
+    assert sum(r["share"] for r in style["references"]) == pytest.approx(100)
+    assert style["evidence"][0]["path"].endswith("b.png")
+    # four bar charts: tags, movements, artists, reference collections
+    assert len(at.get("vega_lite_chart")) == 4
+    assert any("Blue school" in c.value for c in at.caption)  # the evidence's caption

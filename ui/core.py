@@ -35,6 +35,7 @@ SOUND_UPLOAD_TYPES = ["wav", "mp3", "ogg", "oga", "flac", "m4a", "opus"]
 
 # Kind filter: label -> the Searcher's kind ("frame" is a video moment).
 KINDS = {"All": None, "Photo": PHOTO, "Video": FRAME, "Sound": "audio"}
+DEDUPE = 0.95  # cosine at which "Hide near-duplicates" hides a hit (as the CLI's default)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class QueryResult:
     column: str
     seconds: float  # the search itself (models and indexes were loaded before)
     load_seconds: float
+    hidden: int = 0  # near-duplicate hits left out
 
 
 def days_to_range(days) -> tuple[float | None, float | None]:
@@ -170,7 +172,8 @@ def days_to_range(days) -> tuple[float | None, float | None]:
 def run_query(searcher: Searcher, terms: Sequence[Term], k: int, kind: str | None = None,
               folder: str | None = None, group: bool = True,
               column: str | None = None, since: float | None = None,
-              until: float | None = None) -> QueryResult:
+              until: float | None = None, dedupe: float | None = None,
+              tags: Sequence[str] = ()) -> QueryResult:
     """Search like ``loupe search``: the first model that embeds every term (or the one
     chosen), the model and index loaded outside the timing."""
     if not terms:
@@ -191,8 +194,10 @@ def run_query(searcher: Searcher, terms: Sequence[Term], k: int, kind: str | Non
     t1 = time.perf_counter()
     vec = query_vector(terms, encoder)
     hits = searcher.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
-                                  group=group, since=since, until=until)
-    return QueryResult(hits, column, time.perf_counter() - t1, t1 - t0)
+                                  group=group, since=since, until=until, dedupe=dedupe,
+                                  tags=tags)
+    return QueryResult(hits, column, time.perf_counter() - t1, t1 - t0,
+                       searcher.last_hidden)
 
 
 def more_like(searcher: Searcher, item_id: str, k: int, kind: str | None = None,
@@ -219,6 +224,45 @@ def more_like(searcher: Searcher, item_id: str, k: int, kind: str | None = None,
         return QueryResult(hits, col, time.perf_counter() - t1, t1 - t0)
     raise LoupeError(f"{os.path.basename(row['path'])} has no vector to compare with yet "
                      "(re-index to compute it)")
+
+
+# -- explain: tags and style ----------------------------------------------------------
+def _picture_vector(searcher: Searcher, item_id: str):
+    """(target, stored vector, column, encoder) of a photo or video moment of the index,
+    with the first model that embeds pictures and text."""
+    from search.groundings import resolve_target
+    from search.tags import target_vectors
+
+    store = searcher.store
+    row = thumbs.item_row(store, item_id)
+    if row["kind"] not in (PHOTO, FRAME):
+        raise LoupeError("only pictures (photos and video moments) have tags and a style")
+    column = searcher.column_for({"image", "text"})
+    encoder = searcher.encoder_of(column)
+    target = resolve_target(item_id, store)
+    return target, target_vectors(encoder, [target], store, column), column, encoder
+
+
+def explain_tags(searcher: Searcher, item_id: str, vocabulary: str = "everyday",
+                 top: int = 8):
+    """A stored picture's zero-shot tags (search.tags.TagResult), as ``loupe tag``."""
+    from search.labels import load_vocabulary
+    from search.tags import TagResult, tag_vectors
+
+    vocab = load_vocabulary(vocabulary)
+    target, vec, _, encoder = _picture_vector(searcher, item_id)
+    ((tags, other),) = tag_vectors(vec, encoder, vocab, top, searcher.store)
+    return TagResult(target.as_dict(), tags, other, vocab.name, encoder.spec.describe())
+
+
+def explain_style(searcher: Searcher, item_id: str, top: int = 6, k: int = 10,
+                  temperature: float = 0.05):
+    """A stored picture's style attribution (search.attribution.Attribution), as
+    ``loupe attribute``."""
+    from search.attribution import attribute
+
+    target, vec, column, encoder = _picture_vector(searcher, item_id)
+    return attribute(vec, [target], encoder, searcher.store, column, top, k, temperature)[0]
 
 
 # -- items -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ PLAY_LIMIT = 300_000_000  # bytes: bigger videos and sounds are loaded on reques
 GRID_PLAY_LIMIT = 30_000_000  # sounds played straight from the grid
 KIND_LABEL = {PHOTO: "Photo", FRAME: "Video", AUDIO_ITEM: "Sound"}
 AROUND_LIMIT = 12  # frames grounded around a moment, at most
+STYLE_VOCABS = ("artists", "art-movements")  # shown as style, not offered as tags
 
 ss = st.session_state
 
@@ -77,6 +78,15 @@ def query_panel(svc: SearchService) -> tuple[tuple, dict]:
         every = st.toggle("Show every frame and sound window", key="every_frame",
                           help="Off: a video or sound file is one result with its best "
                                "moments.")
+        hide = st.toggle("Hide near-duplicates", key="hide_dups",
+                         help="Copies, resized or re-encoded versions and near-identical "
+                              "shots of a better hit are left out (cosine ≥ 0.95).")
+        tag_names = svc.tag_labels()
+        wanted = st.multiselect("Tagged", tag_names, key="tags",
+                                placeholder="any tag" if tag_names else "not tagged",
+                                disabled=not tag_names,
+                                help="Only pictures with all of these zero-shot tags "
+                                     "(the index is tagged by `loupe index --tags`).")
         k = st.slider("Results", 4, 100, 20, key="k")
         encoders = svc.store.encoders
         column = None
@@ -91,9 +101,10 @@ def query_panel(svc: SearchService) -> tuple[tuple, dict]:
     query = {"text": ss.get("query") or "", "uploads": uploads,
              "kind": core.KINDS.get(kind_label or "All"), "folder": folder or None,
              "group": not every, "k": int(k), "column": column, "since": since,
-             "until": until}
+             "until": until, "dedupe": core.DEDUPE if hide else None,
+             "tags": tuple(wanted)}
     signature = (query["text"], tuple(ids), query["kind"], query["folder"], query["group"],
-                 query["k"], column, since, until)
+                 query["k"], column, since, until, query["dedupe"], query["tags"])
     return signature, query
 
 
@@ -102,7 +113,7 @@ def _keep(res, version: int, like: str | None, kind: str | None, group: bool) ->
     ss["results"] = [core.hit_record(h) for h in res.hits]
     ss["results_info"] = {"seconds": res.seconds, "load_seconds": res.load_seconds,
                           "column": res.column, "like": like, "version": version,
-                          "kind": kind, "group": group}
+                          "kind": kind, "group": group, "hidden": res.hidden}
 
 
 def run_search(svc: SearchService, query: dict) -> None:
@@ -117,7 +128,8 @@ def run_search(svc: SearchService, query: dict) -> None:
         with core.upload_terms(query["uploads"]) as files, svc.lock:
             res = core.run_query(svc.searcher, terms + files, query["k"], query["kind"],
                                  query["folder"], query["group"], query["column"],
-                                 query["since"], query["until"])
+                                 query["since"], query["until"], query["dedupe"],
+                                 query["tags"])
     except LoupeError as e:
         msg = str(e)
         for term, up in zip(files, query["uploads"], strict=False):
@@ -238,6 +250,8 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
                 if kind == FRAME:
                     _play("video", svc, row, f"play-{item_id}")
     grounding_frames(item_id)
+    if kind in (PHOTO, FRAME):
+        explain_panel(svc, row)
 
 
 def open_selected(svc: SearchService, args: AppArgs, row: dict) -> None:
@@ -361,6 +375,91 @@ def grounding_frames(item_id: str) -> None:
                 st.caption(f"{core.clock(r['timestamp'])}{mark}: {_md(r['caption'])}")
 
 
+# -- tags and style --------------------------------------------------------------------
+def _shares_chart(tags: list[dict], other: float | None = None, key: str = "") -> None:
+    """A horizontal bar chart of labels and their shares (percent)."""
+    labels = [t["label"] for t in tags]
+    values = [round(t["share"], 2) for t in tags]
+    if other is not None and other >= 0.05:
+        labels.append("(all others)")
+        values.append(round(other, 2))
+    st.bar_chart({"label": labels, "share (%)": values}, x="label", y="share (%)",
+                 horizontal=True, sort=False, height=40 + 28 * len(labels), x_label="",
+                 y_label="")
+
+
+def _explain(svc: SearchService, item_id: str, vocabulary: str) -> None:
+    with svc.lock:
+        tags = core.explain_tags(svc.searcher, item_id, vocabulary)
+        style = core.explain_style(svc.searcher, item_id)
+    ss["explained"] = {"item": item_id, "vocabulary": vocabulary, "tags": tags.as_dict(),
+                     "style": style.as_dict()}
+
+
+def explain_panel(svc: SearchService, row: dict) -> None:
+    """Zero-shot tags and style attribution of the selected picture: bar charts, and
+    the nearest reference works as evidence."""
+    from search.labels import BUILTIN
+
+    item_id = row["id"]
+    st.divider()
+    head, pick, go = st.columns([3, 2, 2], vertical_alignment="bottom")
+    head.markdown("**What is it, and whose style?** Zero-shot tags and style "
+                  "attribution by the index's model.")
+    from search.tags import tagging_config
+
+    own = (tagging_config(svc.store) or {}).get("vocabulary")
+    choices = list(dict.fromkeys([v for v in (own, *BUILTIN) if v]))
+    vocabulary = pick.selectbox("Tags from", [c for c in choices if c not in STYLE_VOCABS],
+                                key="explain_vocab",
+                                format_func=lambda v: os.path.basename(v) + (
+                                    " (the index's tags)" if v == own else ""))
+    done = ss.get("explained")
+    fresh = done is not None and done["item"] == item_id and done["vocabulary"] == vocabulary
+    if go.button("Tags and style", key="explain", icon=":material/palette:",
+                 width="stretch", disabled=fresh):
+        with friendly("tagging"), st.spinner("Comparing with the labels…"):
+            _explain(svc, item_id, vocabulary)
+            done, fresh = ss["explained"], True
+    if not fresh:
+        return
+    tags, style = done["tags"], done["style"]
+    left, right = st.columns(2, gap="medium")
+    with left:
+        st.markdown(f"**Tags** ({_md(tags['vocabulary'])})")
+        _shares_chart(tags["tags"], tags["other"], "tags")
+        st.markdown("**Movements** (zero-shot)")
+        _shares_chart(style["movements"], style["movements_other"], "movements")
+    with right:
+        st.markdown("**Artists** (zero-shot)")
+        _shares_chart(style["artists"], style["artists_other"], "artists")
+        st.markdown("**Reference collections**")
+        if not style["references"]:
+            st.caption("None registered yet: `loupe collection add \"Artist\" FOLDER` "
+                       "registers an artist's works, and this shows whose works this "
+                       "picture is nearest to, with them as evidence.")
+        else:
+            _shares_chart(style["references"], None, "references")
+            evidence_view(svc, style["evidence"])
+
+
+def evidence_view(svc: SearchService, evidence: list[dict], per_row: int = 5) -> None:
+    """The nearest reference works: thumbnail, collection, similarity, vote share."""
+    st.caption(f"Evidence: the {len(evidence)} nearest reference works")
+    for start in range(0, len(evidence), per_row):
+        cols = st.columns(per_row)
+        for col, e in zip(cols, evidence[start:start + per_row], strict=False):
+            with col:
+                try:
+                    with svc.lock:
+                        st.image(thumbs.reference_thumbnail(svc.store, e["key"]),
+                                 width="stretch")
+                except LoupeError as err:
+                    st.caption(f":material/broken_image: {_md(str(err))}")
+                st.caption(f"{_md(e['collection'])} · {e['similarity']:.2f} · "
+                           f"{e['weight']:.0f}%", help=_md(e["path"]))
+
+
 # -- results ---------------------------------------------------------------------------
 def _hit(d: dict) -> Hit:
     moments = [Moment(**m) for m in d.get("moments") or []]
@@ -386,7 +485,8 @@ def results_view(svc: SearchService) -> None:
     if len(encoders) > 1 and info["column"] in encoders:
         model = f" · {_md(core.model_label(encoders[info['column']]))}"
     noun = _noun(info.get("kind"), info.get("group", True), len(hits))
-    head.markdown(f"{len(hits)} {noun} {what} in {ms:.0f} ms{load}{model}")
+    hidden = (f" · {info['hidden']} near-duplicates hidden" if info.get("hidden") else "")
+    head.markdown(f"{len(hits)} {noun} {what} in {ms:.0f} ms{load}{model}{hidden}")
     if info.get("like"):
         back.button("Back to my search", key="back", on_click=_back_to_query)
     elif info.get("version") != svc.version():

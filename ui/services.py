@@ -59,6 +59,7 @@ class SearchService:
         self.meta_mtime = _mtime(self.store.meta_path)
         self._folders: tuple[int, list[str]] | None = None
         self._counts: tuple[int, dict[str, int]] | None = None
+        self._tag_labels: tuple[int, list[str]] | None = None
 
     def fresh(self) -> bool:
         """False once the index's models have changed (`loupe index --add`, or a first
@@ -90,6 +91,23 @@ class SearchService:
             if self._counts is None or self._counts[0] != version:
                 self._counts = (version, self.store.counts())
             return self._counts[1]
+
+    def tag_labels(self) -> list[str]:
+        """The labels the index's stored tags use (for the tag filter), per store
+        version; empty when the index is not tagged."""
+        from search.tags import tagging_config
+
+        with self.lock:
+            version = self.store.version()
+            if self._tag_labels is None or self._tag_labels[0] != version:
+                labels: list[str] = []
+                if tagging_config(self.store):
+                    import pyarrow.compute as pc
+
+                    flat = pc.list_flatten(self.store.tag_rows()["labels"])
+                    labels = sorted(set(flat.to_pylist()), key=str.lower)
+                self._tag_labels = (version, labels)
+            return self._tag_labels[1]
 
     def folders(self) -> list[str]:
         """Folders holding indexed files (for the folder filter), per store version."""
