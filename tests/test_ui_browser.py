@@ -268,3 +268,36 @@ def test_a_crafted_item_is_refused(browser, served):
         text = pg.content()
         assert "root:x:" not in text and "Traceback" not in text
     ctx.close()
+
+
+def test_the_atlas_maps_the_index_and_a_box_picks_items(page, served):
+    box = page.get_by_label("Search", exact=True)
+    box.fill("a photo of a cat")
+    box.press("Enter")
+    _results(page)  # the hits are marked on the map
+    page.get_by_role("link", name="Atlas").click()
+    page.get_by_role("heading", name="Atlas").wait_for()
+    chart = page.locator('[data-testid="stPlotlyChart"]')
+    chart.wait_for()
+    _idle(page)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .legendtext')"
+                           ".length >= 2")
+    legend = " ".join(page.locator(".js-plotly-plot .legendtext").all_text_contents())
+    assert "Photos (5)" in legend and "Video moments" in legend and "Search hits" in legend
+    assert page.get_by_text(re.compile(r"items · PCA · store version \d+")).count() == 1
+    _shot(page, served, "atlas")
+    # a box over the whole map picks every item (shown as a grid, with a count)
+    drag = chart.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(drag["x"] + 5, drag["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(drag["x"] + drag["width"] / 2, drag["y"] + drag["height"] / 2, steps=5)
+    page.mouse.move(drag["x"] + drag["width"] - 5, drag["y"] + drag["height"] - 5, steps=5)
+    page.mouse.up()
+    picked = page.get_by_text(re.compile(r"\d+ items picked"))
+    picked.wait_for()
+    assert picked.inner_text().startswith("29 items picked")
+    # the grid streams in (thumbnails of video frames are decoded): wait for all of it
+    playwright.expect(page.get_by_role("link", name="Open")).to_have_count(29, timeout=60_000)
+    picked.scroll_into_view_if_needed()  # the page scrolls inside its main container
+    _shot(page, served, "atlas-picked")
+    _no_traceback(page)

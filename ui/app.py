@@ -27,6 +27,8 @@ def main() -> None:
     pages = [
         st.Page(os.path.join(_HERE, "page_search.py"), title="Search",
                 icon=":material/search:", url_path="search", default=True),
+        st.Page(os.path.join(_HERE, "page_atlas.py"), title="Atlas",
+                icon=":material/scatter_plot:", url_path="atlas"),
         st.Page(os.path.join(_HERE, "page_index.py"), title="Index",
                 icon=":material/photo_library:", url_path="index"),
     ]

@@ -1,0 +1,8 @@
+"""The Atlas page (a page script of ui/app.py's navigation)."""
+
+import sys
+
+from ui import atlas_view
+from ui.core import parse_args
+
+atlas_view.render(parse_args(sys.argv[1:]))
