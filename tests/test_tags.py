@@ -242,3 +242,27 @@ def test_imagebind_logit_scale_is_its_text_heads(tmp_path):
         assert enc.logit_scale == pytest.approx(100.0)
         out = enc.model({"text": enc.tokenizer(["a dog"]).reshape(1, -1)})["text"]
     assert float(out.norm()) == pytest.approx(100.0, rel=1e-4)
+
+
+def test_text_features_skip_the_padding_exactly(tiny_clip_dir):
+    """open_clip's CLIP text tower is causal and pools the end-of-text token: running
+    only the positions up to the last end-of-text gives the full model's features."""
+    import torch
+
+    from indexer.encoders import load_encoder
+    from indexer.encoders.openclip import _used_length
+
+    enc = load_encoder(tiny_clip_dir, None, "cpu")
+    texts = ["a cat", "a photo of a large tabby cat sleeping on a red sofa by the window.",
+             "", "dog + beach"]
+    tokens = enc.tokenizer(texts)
+    used = _used_length(enc.model, tokens)
+    assert used is not None and used < tokens.shape[1]
+    assert used == int(tokens.argmax(dim=-1).max()) + 1
+    with torch.no_grad():
+        full = enc.model.encode_text(tokens).numpy()
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    np.testing.assert_allclose(enc.embed_texts(texts), full, atol=1e-5)
+    # one text at a time: each trimmed to its own length, same answers
+    one = np.concatenate([enc.embed_texts([t]) for t in texts])
+    np.testing.assert_allclose(one, full, atol=1e-5)

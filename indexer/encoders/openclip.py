@@ -119,10 +119,59 @@ class OpenClipEncoder(TorchEncoder):
         torch = self._torch
         if len(texts) == 0:
             return np.zeros((0, self.dim), np.float32)
-        tokens = self.tokenizer(list(texts)).to(self.device)
+        tokens = self.tokenizer(list(texts))
+        used = _used_length(self.model, tokens)
+        tokens = tokens.to(self.device)
         with torch.inference_mode(), self._autocast():
-            feats = self.model.encode_text(tokens)
+            if used is not None:
+                feats = _encode_text_prefix(self.model, tokens[:, :used])
+            else:
+                feats = self.model.encode_text(tokens)
         return l2_normalise(feats.float().cpu().numpy())
+
+
+def _used_length(model, tokens) -> int | None:
+    """How many leading token positions decide the texts' features, when fewer than the
+    context: for open_clip's CLIP with a causal text mask and end-of-text pooling, a
+    position only attends to earlier ones and the pooled one is the end-of-text token,
+    so the padding after the last end-of-text changes nothing and need not be computed
+    (a "a photo of a cat." prompt is 7 of 77 positions: the text tower runs ~5x faster).
+    None: run the model as it is."""
+    import open_clip
+
+    if type(model) is not open_clip.CLIP or getattr(model, "attn_mask", None) is None:
+        return None
+    pool = getattr(model, "text_pool_type", None)
+    if pool == "argmax":
+        ends = tokens.argmax(dim=-1)
+    elif pool == "eos" and getattr(model, "text_eos_id", None) is not None:
+        ends = (tokens == model.text_eos_id).int().argmax(dim=-1)
+    else:
+        return None
+    used = int(ends.max()) + 1 if len(tokens) else 0
+    return used if 0 < used < tokens.shape[1] else None
+
+
+def _encode_text_prefix(model, tokens):
+    """open_clip ``CLIP.encode_text`` over the first ``tokens.shape[1]`` positions
+    (see :func:`_used_length` for when that is exact)."""
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    n = tokens.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:n].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
+    x = model.ln_final(x)
+    x = text_global_pool(x, tokens, model.text_pool_type,
+                         eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is not None:
+        if isinstance(model.text_projection, torch.nn.Linear):
+            x = model.text_projection(x)
+        else:
+            x = x @ model.text_projection
+    return x
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

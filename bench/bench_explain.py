@@ -1,0 +1,139 @@
+"""Speed of explaining an archive: label vectors, tagging, duplicates.
+
+1. **Label vectors**: a full-size ViT-B-32 (seeded random weights from a local file, the
+   speed is the same) embeds the prompt ensembles of the shipped vocabularies
+   (``search.labels.label_vectors``; ImageNet-1k is 998 labels x 8 prompts): texts/s,
+   cold (computed) and warm (read from the cache).
+2. **Tagging**: ``search.labels.shares`` + ``search.tags.top_labels`` of ``--rows``
+   stored vectors against ImageNet-1k's label vectors (what ``loupe index --tags``
+   does after a run, minus the store): vectors/s.
+3. **Duplicates** (``--no-dups`` skips it; needs LanceDB): ``search.duplicates.
+   find_duplicates`` on a real store of ``--rows`` synthetic photo rows, ``--copies`` of
+   which have a near copy: seconds, and whether every planted pair was found.
+
+Run::
+
+    python bench/bench_explain.py [--device cuda] [--rows 100000] [--out DIR]
+
+Prints numbers (and writes JSON to ``--out``); asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import DEFAULT_WORK, vit_b32_weights, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from indexer.encoders import load_encoder  # noqa: E402
+from search.labels import label_vectors, load_vocabulary, shares  # noqa: E402
+from search.tags import top_labels  # noqa: E402
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def bench_labels(encoder, cache: str) -> dict:
+    out = {}
+    for name in ("everyday", "imagenet-1k", "artists"):
+        vocab = load_vocabulary(name)
+        n = len(vocab.labels) * len(vocab.templates)
+        t0 = time.perf_counter()
+        label_vectors(encoder, vocab, cache)
+        _sync()
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        label_vectors(encoder, vocab, cache)
+        warm = time.perf_counter() - t0
+        out[name] = {"texts": n, "cold_s": cold, "texts_per_s": n / cold, "warm_ms": warm * 1e3}
+        print(f"label vectors {name:12s} {n:5d} texts: {cold:6.2f} s cold "
+              f"({n / cold:7.0f} texts/s), {warm * 1e3:6.1f} ms from the cache")
+    return out
+
+
+def bench_tagging(encoder, cache: str, rows: int, seed: int) -> dict:
+    vocab = load_vocabulary("imagenet-1k")
+    lv = label_vectors(encoder, vocab, cache)
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(rows, lv.shape[1])).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    t0 = time.perf_counter()
+    for start in range(0, rows, 8192):
+        for row in shares(vecs[start:start + 8192], lv, encoder.logit_scale):
+            top_labels(row, vocab.labels, 5)
+    dt = time.perf_counter() - t0
+    print(f"tagging {rows} vectors x {len(vocab.labels)} labels: {dt:.2f} s "
+          f"({rows / dt:,.0f} vectors/s)")
+    return {"rows": rows, "labels": len(vocab.labels), "seconds": dt, "per_s": rows / dt}
+
+
+def bench_duplicates(rows: int, copies: int, dim: int, seed: int) -> dict:
+    from indexer.encoders.base import EncoderSpec, ImagePreprocess
+    from search.duplicates import find_duplicates
+    from search.store import Store
+
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(rows, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    planted = rng.choice(rows // 2, size=copies, replace=False)
+    twins = rows // 2 + np.arange(copies)
+    noisy = vecs[planted] + 0.05 * rng.normal(size=(copies, dim)).astype(np.float32) / np.sqrt(dim)
+    vecs[twins] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(os.path.join(tmp, "db"), create=True)
+        spec = EncoderSpec(backend="bench", model="synthetic", weights="none",
+                           weights_id="synthetic", dim=dim,
+                           preprocess=ImagePreprocess(size=(224, 224)))
+        col = store.register_encoder(spec)
+        t0 = time.perf_counter()
+        for start in range(0, rows, 20000):
+            store.upsert_items([{"id": f"{i:024x}", "path": f"/archive/{i:07d}.jpg",
+                                 "kind": "photo", "fingerprint": f"fp{i}", "mtime_ns": 0,
+                                 col: vecs[i].tolist()} for i in range(start,
+                                                                       min(rows, start + 20000))])
+        write_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report = find_duplicates(store, col, threshold=0.95)
+        dt = time.perf_counter() - t0
+    found = {frozenset(int(m.path[9:16]) for m in g.items) for g in report.near}
+    hit = sum(frozenset((int(a), int(b))) in found for a, b in zip(planted, twins, strict=True))
+    print(f"duplicates: {rows} rows ({dim}-d, written in {write_s:.1f} s): {dt:.2f} s, "
+          f"{len(report.near)} groups, {hit}/{copies} planted pairs found")
+    return {"rows": rows, "dim": dim, "seconds": dt, "groups": len(report.near),
+            "planted": copies, "found": hit}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--copies", type=int, default=500)
+    ap.add_argument("--no-dups", action="store_true")
+    ap.add_argument("--work", default=DEFAULT_WORK)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    encoder = load_encoder("ViT-B-32", vit_b32_weights(args.work, args.seed), args.device)
+    print(f"ViT-B-32 (random weights) on {encoder.device}; logit scale {encoder.logit_scale:.1f}")
+    result = {"device": encoder.device}
+    with tempfile.TemporaryDirectory() as cache:
+        result["labels"] = bench_labels(encoder, cache)
+        result["tagging"] = bench_tagging(encoder, cache, args.rows, args.seed)
+    if not args.no_dups:
+        result["duplicates"] = bench_duplicates(args.rows, args.copies, 512, args.seed)
+    write_json(args.out, "explain", result)
+
+
+if __name__ == "__main__":
+    main()
