@@ -570,6 +570,13 @@ def cmd_status(args) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lr["finished"]))
         print(f"last run: {when}, {lr['embedded']} embedded, {lr['reused']} reused, "
               f"{lr['removed']} removed, {lr['skipped']} skipped")
+    if st["tagging"]:
+        t = st["tagging"]
+        print(f"tags: {t['tagged_items']} items tagged from {t['vocabulary']} (top {t['top']}, "
+              f"at least {t['min_share']:g}%)")
+    if st["collections"]:
+        print("reference collections: " + ", ".join(
+            f"{name} ({n})" for name, n in st["collections"].items()))
     if st["unsupported"]:
         print(f"not indexed by this index's models: {len(st['unsupported'])} files "
               "(sound files need an audio model)")

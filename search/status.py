@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from indexer.encoders.imagebind import weights_license
 from search.ann import saved_info
+from search.attribution import collections
 from search.store import CODE_NOT_MEDIA, CODE_UNSUPPORTED, Store
+from search.tags import tagging_config
 
 
 def index_status(store: Store) -> dict:
@@ -47,4 +49,14 @@ def index_status(store: Store) -> dict:
         "unsupported": sorted(({"path": s["path"], "kind": s["kind"], "reason": s["reason"]}
                                for s in unsupported), key=lambda s: s["path"]),
         "not_media": sum(1 for s in skipped if s["code"] == CODE_NOT_MEDIA),
+        "tagging": _tagging(store),
+        "collections": collections(store),
     }
+
+
+def _tagging(store: Store) -> dict | None:
+    """Index-time tags: the settings, and how many items have tags."""
+    cfg = tagging_config(store)
+    if not cfg:
+        return None
+    return {**cfg, "tagged_items": store.tag_rows().num_rows}

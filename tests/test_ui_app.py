@@ -514,3 +514,21 @@ def test_tags_and_style_of_the_selected_picture(tagged, monkeypatch):
     # four bar charts: tags, movements, artists, reference collections
     assert len(at.get("vega_lite_chart")) == 4
     assert any("Blue school" in c.value for c in at.caption)  # the evidence's caption
+
+
+def test_index_page_tags_collections_and_duplicates(tagged, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [APP, "--db", tagged])
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("page_index.py").run()
+    assert not at.exception and not at.error
+    status = at.session_state["index_status"]
+    assert status["tagging"]["tagged_items"] == 4
+    assert status["collections"] == {"Blue school": 1, "Red school": 1}
+    assert any("4 pictures tagged from `colours.txt`" in c.value for c in at.caption)
+    at.button(key="find_dups").click().run()
+    assert not at.exception and not at.error
+    report = at.session_state["duplicates"]
+    assert len(report["exact"]) == 1  # red.png and its byte copy
+    names = sorted(Path(m["path"]).name for m in report["exact"][0]["items"])
+    assert names == ["red-copy.png", "red.png"]
+    assert any("1 sets of identical files" in c.value for c in at.caption)

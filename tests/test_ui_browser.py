@@ -301,3 +301,43 @@ def test_the_atlas_maps_the_index_and_a_box_picks_items(page, served):
     picked.scroll_into_view_if_needed()  # the page scrolls inside its main container
     _shot(page, served, "atlas-picked")
     _no_traceback(page)
+
+
+def test_tags_and_style_charts_with_evidence(page, served, corpus, tmp_path):
+    """The selected picture's tags, artists, movements and reference collections are
+    drawn as bar charts, with the nearest reference works as thumbnails."""
+    from indexer.encoders import LazyEncoder
+    from search.attribution import add_collection
+    from search.store import Store
+
+    refs = tmp_path / "refs"
+    for who, names in (("Cats", ["chelsea.png"]), ("Machines", ["camera.png", "rocket.jpg"])):
+        (refs / who).mkdir(parents=True)
+        for n in names:
+            shutil.copy(corpus / "photos" / n, refs / who / n)
+    store = Store(served["db"])
+    for who in ("Cats", "Machines"):
+        add_collection(store, who, [str(refs / who)],
+                       lambda c: LazyEncoder(store.encoders[c], "cpu"))
+    box = page.get_by_label("Search", exact=True)
+    box.fill("a cat")
+    box.press("Enter")
+    _results(page)
+    page.get_by_text("Photo", exact=True).first.click()
+    page.get_by_text(re.compile(r"photos? for your query")).first.wait_for()
+    _results(page)
+    page.get_by_role("button", name="Select").first.click()
+    _idle(page)
+    page.get_by_role("button", name="Tags and style").click()
+    dialog = page.get_by_role("dialog")
+    charts = dialog.locator('[data-testid="stVegaLiteChart"]')
+    playwright.expect(charts).to_have_count(4, timeout=120_000)
+    dialog.get_by_text("Reference collections", exact=True).wait_for()
+    dialog.get_by_text(re.compile(r"Evidence: the 3 nearest reference works")).wait_for()
+    for i in range(4):  # each chart has drawn its bars (vega-lite renders SVG here)
+        playwright.expect(charts.nth(i).locator("g.mark-rect path").first).to_be_attached()
+    evidence = dialog.get_by_text(re.compile(r"^(Cats|Machines) · "))
+    playwright.expect(evidence).to_have_count(3)
+    charts.nth(1).scroll_into_view_if_needed()  # the dialog scrolls inside itself
+    _shot(page, served, "tags-and-style")
+    _no_traceback(page)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import streamlit as st
@@ -15,6 +16,8 @@ from ui.resources import friendly, index_job
 from ui.services import IndexJob, log_unexpected
 
 ss = st.session_state
+DUP_GROUPS = 20  # duplicate groups shown
+DUP_PER_GROUP = 6  # members shown per group
 
 
 def render(args: AppArgs) -> None:
@@ -66,6 +69,9 @@ def render(args: AppArgs) -> None:
                    f"{lr.get('reused', 0):,} reused, {lr.get('removed', 0):,} removed, "
                    f"{lr.get('skipped', 0):,} skipped.")
 
+    explain_status(status)
+    duplicates_section(args)
+
     st.subheader(f"Skipped files ({len(status['skipped'])})")
     if status["skipped"]:
         st.dataframe([{"file": core.shown_path(s["path"]), "reason": s["reason"]}
@@ -85,6 +91,70 @@ def render(args: AppArgs) -> None:
                          hide_index=True, width="stretch")
     if status["not_media"]:
         st.caption(f"{status['not_media']:,} files that are not media were ignored.")
+
+
+def explain_status(status: dict) -> None:
+    """Index-time tags and reference collections (style attribution)."""
+    t = status.get("tagging")
+    cols = status.get("collections") or {}
+    st.subheader("Tags and reference collections")
+    if t:
+        st.caption(f"{t['tagged_items']:,} pictures tagged from "
+                   f"`{os.path.basename(t['vocabulary'])}` (their top {t['top']} labels with "
+                   f"at least {t['min_share']:g}%); filter by tag on the Search page.")
+    else:
+        st.caption("Not tagged: `loupe index FOLDER --tags` tags every photo and frame "
+                   "(then the Search page filters by tag).")
+    if cols:
+        st.dataframe([{"collection": name, "works": n} for name, n in cols.items()],
+                     hide_index=True, width="content")
+    else:
+        st.caption("No reference collections: `loupe collection add \"Artist\" FOLDER` "
+                   "registers works for style attribution.")
+
+
+def duplicates_section(args: AppArgs) -> None:
+    """Identical files and near duplicates (search.duplicates, as `loupe duplicates`)."""
+    from search import thumbs
+    from search.duplicates import find_duplicates
+
+    st.subheader("Duplicates")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    threshold = left.slider("Near-duplicate similarity (cosine)", 0.80, 0.999, 0.95,
+                            step=0.005, key="dup_threshold",
+                            help="Higher: only closer copies count.")
+    if right.button("Find duplicates", key="find_dups", icon=":material/content_copy:",
+                    width="stretch"):
+        with friendly("finding duplicates"), st.spinner("Comparing every photo…"):
+            store = Store(args.db)
+            report = find_duplicates(store, threshold=float(threshold))
+            ss["duplicates"] = report.as_dict()
+    report = ss.get("duplicates")
+    if not report:
+        return
+    st.caption(f"{report['compared']:,} photos compared at cosine ≥ {report['threshold']:g}: "
+               f"{len(report['exact'])} sets of identical files, {len(report['near'])} groups "
+               "of near duplicates (= marks identical files).")
+    store = Store(args.db)
+    for g in report["near"][:DUP_GROUPS]:
+        exact = {m for ids in g["exact"] for m in ids}
+        items = g["items"][:DUP_PER_GROUP]
+        cols = st.columns(DUP_PER_GROUP)
+        for col, m in zip(cols, items, strict=False):
+            with col:
+                try:
+                    st.image(thumbs.thumbnail(store, m["id"]), width="stretch")
+                except Exception as e:  # one unreadable file must not hide the group
+                    log_unexpected(f"thumbnail of {m['id']}", e)
+                mark = "= " if m["id"] in exact else ""
+                st.caption(f"{mark}{m['similarity']:.3f} · "
+                           f"{core.shown_path(os.path.basename(m['path']))}",
+                           help=core.shown_path(m["path"]))
+        if len(g["items"]) > DUP_PER_GROUP:
+            st.caption(f"… and {len(g['items']) - DUP_PER_GROUP} more in this group")
+    if len(report["near"]) > DUP_GROUPS:
+        st.caption(f"The first {DUP_GROUPS} of {len(report['near'])} groups are shown; "
+                   "`loupe duplicates --json` lists them all.")
 
 
 def _start(job: IndexJob, db: str) -> None:

@@ -377,15 +377,25 @@ def grounding_frames(item_id: str) -> None:
 
 # -- tags and style --------------------------------------------------------------------
 def _shares_chart(tags: list[dict], other: float | None = None, key: str = "") -> None:
-    """A horizontal bar chart of labels and their shares (percent)."""
+    """A horizontal bar chart of labels and their shares (percent), in the given order,
+    with the full labels and the percentages written on it."""
+    import altair as alt
+
     labels = [t["label"] for t in tags]
-    values = [round(t["share"], 2) for t in tags]
+    values = [round(t["share"], 1) for t in tags]
     if other is not None and other >= 0.05:
         labels.append("(all others)")
-        values.append(round(other, 2))
-    st.bar_chart({"label": labels, "share (%)": values}, x="label", y="share (%)",
-                 horizontal=True, sort=False, height=40 + 28 * len(labels), x_label="",
-                 y_label="")
+        values.append(round(other, 1))
+    data = {"label": labels, "share": values, "text": [f"{v:.1f}%" for v in values]}
+    y = alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260))
+    base = alt.Chart(alt.Data(values=[dict(zip(data, row, strict=True))
+                                      for row in zip(*data.values(), strict=True)]))
+    bars = base.mark_bar().encode(
+        x=alt.X("share:Q", title=None, scale=alt.Scale(domain=[0, 100])), y=y,
+        tooltip=["label:N", "text:N"])
+    text = base.mark_text(align="left", dx=3).encode(x="share:Q", y=y, text="text:N")
+    st.altair_chart((bars + text).properties(height=24 * len(labels) + 40),
+                    width="stretch", key=f"chart-{key}")
 
 
 def _explain(svc: SearchService, item_id: str, vocabulary: str) -> None:
