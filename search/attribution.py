@@ -26,9 +26,9 @@ import numpy as np
 from indexer.encoders import Encoder
 from indexer.errors import LoupeError
 from search.groundings import Target
-from search.labels import Vocabulary, label_vectors, load_vocabulary, shares
+from search.labels import Tag, Vocabulary, label_vectors, load_vocabulary, shares, top_labels
 from search.store import Store, sql_str
-from search.tags import Tag, labels_dir, top_labels
+from search.tags import labels_dir
 
 DEFAULT_K = 10
 DEFAULT_TEMPERATURE = 0.05

@@ -26,7 +26,16 @@ import pyarrow.compute as pc
 from indexer.encoders import Encoder
 from indexer.errors import LoupeError
 from search.groundings import Target, target_image
-from search.labels import DEFAULT_TAGS, Vocabulary, label_vectors, load_vocabulary, shares
+from search.labels import (
+    DEFAULT_TAGS,
+    Tag,
+    Vocabulary,
+    label_vectors,
+    load_vocabulary,
+    shares,
+    top_labels,
+    top_shares,
+)
 from search.store import FRAME, PHOTO, Store, sql_str
 
 TAG_KINDS = (PHOTO, FRAME)
@@ -34,14 +43,6 @@ DEFAULT_TOP = 5
 DEFAULT_MIN_SHARE = 5.0
 BATCH = 8192
 _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
-
-
-@dataclass
-class Tag:
-    """One label and its share (percent)."""
-
-    label: str
-    share: float
 
 
 @dataclass
@@ -58,15 +59,6 @@ class TagResult:
     def as_dict(self) -> dict:
         """JSON-ready."""
         return asdict(self)
-
-
-def top_labels(row: np.ndarray, labels: Sequence[str], top: int) -> tuple[list[Tag], float]:
-    """The ``top`` largest shares of one row of :func:`search.labels.shares`, and the
-    rest's total."""
-    top = max(1, min(top, len(labels)))
-    order = np.argsort(-row, kind="stable")[:top]
-    tags = [Tag(labels[i], float(row[i])) for i in order]
-    return tags, max(0.0, 100.0 - sum(t.share for t in tags))
 
 
 def bare(label: str) -> str:
@@ -168,11 +160,13 @@ def update_tags(store: Store, encoder_of: Callable[[str], Encoder],
             vecs = table[column].take(pa.array(part)).combine_chunks().flatten()
             vecs = vecs.to_numpy(zero_copy_only=False).reshape(len(part), dim)
             rows = []
-            for i, row in zip(part, shares(vecs, lv, encoder.logit_scale), strict=True):
-                tags, _ = top_labels(row, vocab.labels, cfg["top"])
-                keep = [t for t in tags if t.share >= cfg["min_share"]] or tags[:1]
-                rows.append({"id": ids[i], "key": key, "labels": [t.label for t in keep],
-                             "shares": [t.share for t in keep], "tagged_at": time.time()})
+            at, vals = top_shares(shares(vecs, lv, encoder.logit_scale), cfg["top"])
+            now = time.time()
+            for i, pos, val in zip(part, at, vals, strict=True):
+                keep = max(1, int((val >= cfg["min_share"]).sum()))  # at least the top one
+                rows.append({"id": ids[i], "key": key,
+                             "labels": [vocab.labels[j] for j in pos[:keep]],
+                             "shares": val[:keep].tolist(), "tagged_at": now})
             store.upsert_tags(rows)
             if on_progress:
                 on_progress(min(start + BATCH, len(todo)), len(todo))

@@ -147,7 +147,7 @@ def picked_view(svc: SearchService, atlas: Atlas, picked: np.ndarray) -> None:
             with svc.lock:
                 st.image(thumbs.thumbnail(svc.store, str(atlas.ids[p])), width="stretch")
         with right:
-            st.markdown(f"**{_md(atlas.labels[p])}**")
+            st.markdown(f"**{core.md(atlas.labels[p])}**")
             st.code(core.shown_path(str(atlas.paths[p])), language=None, wrap_lines=True)
             item_link(str(atlas.ids[p]), "Open in Search")
         return
@@ -166,15 +166,8 @@ def picked_view(svc: SearchService, atlas: Atlas, picked: np.ndarray) -> None:
                     log_unexpected(f"thumbnail of {item_id}", e)
                     st.caption(":material/broken_image: no picture")
                 name = str(atlas.labels[p])
-                st.caption(_md(name if len(name) <= 30 else name[:28] + "…"))
+                st.caption(core.md(name if len(name) <= 30 else name[:28] + "…"))
                 item_link(item_id, "Open")
-
-
-def _md(text: str) -> str:
-    out = str(text)
-    for ch in "\\`*_[]<>#|~$":
-        out = out.replace(ch, "\\" + ch)
-    return out
 
 
 def _summary(atlas: Atlas, hits: np.ndarray) -> str:
@@ -186,7 +179,7 @@ def _summary(atlas: Atlas, hits: np.ndarray) -> str:
         text += f" · a random sample of {atlas.total:,}"
     q = (ss.get("_query") or {}).get("text")
     if len(hits):
-        text += f" · ★ {len(hits):,} hits of your search" + (f" “{_md(q)}”" if q else "")
+        text += f" · ★ {len(hits):,} hits of your search" + (f" “{core.md(q)}”" if q else "")
     return text
 
 

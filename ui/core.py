@@ -327,6 +327,14 @@ def folder_choices(paths: Sequence[str] | np.ndarray, limit: int = 5000) -> list
 
 
 # -- display ---------------------------------------------------------------------------
+def md(text: object) -> str:
+    """Plain text made safe to show inside Markdown (its special characters escaped)."""
+    out = str(text)
+    for ch in "\\`*_[]<>#|~$":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
 def clock(seconds: float | None) -> str:
     """m:ss (h:mm:ss past an hour) for moments in a video or sound."""
     if seconds is None:

@@ -218,7 +218,7 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
             facts.append(("Pixels", f"{row['width']} × {row['height']}"))
         if row.get("silent"):
             facts.append(("Sound", "silent"))
-        st.markdown("\n".join(f"**{k}:** {_md(v)}  " for k, v in facts))
+        st.markdown("\n".join(f"**{k}:** {core.md(v)}  " for k, v in facts))
         st.code(row["path"], language=None, wrap_lines=True)
         more, close = st.columns(2)
         if more.button("More like this", key="more", icon=":material/auto_awesome:",
@@ -270,14 +270,6 @@ def open_selected(svc: SearchService, args: AppArgs, row: dict) -> None:
             st.error(f"Something went wrong: {type(e).__name__}")
 
     show()
-
-
-def _md(text: str) -> str:
-    """Plain text safe in Markdown."""
-    out = str(text)
-    for ch in "\\`*_[]<>#|~$":
-        out = out.replace(ch, "\\" + ch)
-    return out
 
 
 def _more_like(item_id: str) -> None:
@@ -352,7 +344,7 @@ def grounding_summary(item_id: str) -> None:
         return
     tag = ":green-badge[cached]" if r["cached"] else ":blue-badge[new answer]"
     phrases = ", ".join(f"`{p}`" for p in r["phrases"]) or "no boxes"
-    st.markdown(f"**Grounded by Kosmos-2** {tag}  \n{_md(r['caption'])}  \n"
+    st.markdown(f"**Grounded by Kosmos-2** {tag}  \n{core.md(r['caption'])}  \n"
                 f"Phrases: {phrases}")
 
 
@@ -372,7 +364,7 @@ def grounding_frames(item_id: str) -> None:
             with col:
                 st.image(r["picture"], width="stretch")
                 mark = " · cached" if r["cached"] else ""
-                st.caption(f"{core.clock(r['timestamp'])}{mark}: {_md(r['caption'])}")
+                st.caption(f"{core.clock(r['timestamp'])}{mark}: {core.md(r['caption'])}")
 
 
 # -- tags and style --------------------------------------------------------------------
@@ -436,7 +428,7 @@ def explain_panel(svc: SearchService, row: dict) -> None:
     tags, style = done["tags"], done["style"]
     left, right = st.columns(2, gap="medium")
     with left:
-        st.markdown(f"**Tags** ({_md(tags['vocabulary'])})")
+        st.markdown(f"**Tags** ({core.md(os.path.basename(tags['vocabulary']))})")
         _shares_chart(tags["tags"], tags["other"], "tags")
         st.markdown("**Movements** (zero-shot)")
         _shares_chart(style["movements"], style["movements_other"], "movements")
@@ -465,9 +457,9 @@ def evidence_view(svc: SearchService, evidence: list[dict], per_row: int = 5) ->
                         st.image(thumbs.reference_thumbnail(svc.store, e["key"]),
                                  width="stretch")
                 except LoupeError as err:
-                    st.caption(f":material/broken_image: {_md(str(err))}")
-                st.caption(f"{_md(e['collection'])} · {e['similarity']:.2f} · "
-                           f"{e['weight']:.0f}%", help=_md(e["path"]))
+                    st.caption(f":material/broken_image: {core.md(str(err))}")
+                st.caption(f"{core.md(e['collection'])} · {e['similarity']:.2f} · "
+                           f"{e['weight']:.0f}%", help=core.md(e["path"]))
 
 
 # -- results ---------------------------------------------------------------------------
@@ -486,14 +478,14 @@ def results_view(svc: SearchService) -> None:
         return
     hits = [_hit(d) for d in ss.get("results") or []]
     head, back = st.columns([5, 1], vertical_alignment="center")
-    what = f"like **{_md(info['like'])}**" if info.get("like") else "for your query"
+    what = f"like **{core.md(info['like'])}**" if info.get("like") else "for your query"
     ms = info["seconds"] * 1000
     load = (f" · models and index loaded in {info['load_seconds']:.1f} s"
             if info["load_seconds"] >= 0.5 else "")
     model = ""
     encoders = svc.store.encoders
     if len(encoders) > 1 and info["column"] in encoders:
-        model = f" · {_md(core.model_label(encoders[info['column']]))}"
+        model = f" · {core.md(core.model_label(encoders[info['column']]))}"
     noun = _noun(info.get("kind"), info.get("group", True), len(hits))
     hidden = (f" · {info['hidden']} near-duplicates hidden" if info.get("hidden") else "")
     head.markdown(f"{len(hits)} {noun} {what} in {ms:.0f} ms{load}{model}{hidden}")
@@ -530,12 +522,12 @@ def tile(svc: SearchService, h: Hit, rank: int) -> None:
             with svc.lock:
                 st.image(thumbs.thumbnail(svc.store, h.id), width="stretch")
         except LoupeError as e:
-            st.caption(f":material/broken_image: {_md(str(e))}")
+            st.caption(f":material/broken_image: {core.md(str(e))}")
         except Exception as e:
             log_unexpected(f"thumbnail of {h.id}", e)
             st.caption(":material/broken_image: no picture")
         short = name if len(name) <= 28 else name[:26] + "…"
-        st.markdown(f"**{_md(short)}**", help=_md(h.path))
+        st.markdown(f"**{core.md(short)}**", help=core.md(h.path))
         label = KIND_LABEL.get(h.kind, h.kind)
         st.caption(f"{label} · score {h.score:.3f}")
         if h.moments:
