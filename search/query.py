@@ -102,9 +102,17 @@ def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
     from indexer.audio_decode import AudioDecodeError
     from indexer.image_decode import ImageDecodeError, decode_image_file
 
-    texts = [t for t in terms if t.kind == TEXT]
-    images = [t for t in terms if t.kind == IMAGE]
-    sounds = [t for t in terms if t.kind == AUDIO]
+    # The same term twice is one term with the summed weight: "cat - cat" cancels exactly
+    # (two rows of one batch need not embed to bitwise-equal vectors).
+    merged: dict[tuple[str, str], float] = {}
+    for t in terms:
+        merged[(t.kind, t.value)] = merged.get((t.kind, t.value), 0.0) + t.weight
+    if not any(merged.values()):
+        raise LoupeError("the query's terms cancel out: nothing to search for")
+    kept = [Term(w, kind, value) for (kind, value), w in merged.items() if w]
+    texts = [t for t in kept if t.kind == TEXT]
+    images = [t for t in kept if t.kind == IMAGE]
+    sounds = [t for t in kept if t.kind == AUDIO]
     total = np.zeros(encoder.dim, np.float64)
     if texts:
         vecs = encoder.embed_texts([t.value for t in texts])

@@ -114,10 +114,16 @@ def _shot(page, served, name: str) -> Path:
     return path
 
 
-def _results(page) -> int:
+def _results(page, at_least: int = 1) -> int:
+    """How many hits the grid shows, once it shows ``at_least`` (the grid streams in:
+    counting as soon as the first tile is there can catch it half drawn)."""
     _idle(page)
     sel = page.get_by_role("button", name="Select")
     sel.first.wait_for()
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('button')]"
+        ".filter(b => b.innerText.trim() === 'Select').length >= n", arg=at_least)
+    _idle(page)
     return sel.count()
 
 
@@ -130,7 +136,7 @@ def test_typing_a_query_shows_a_grid(page, served):
     box = page.get_by_label("Search", exact=True)
     box.fill("a photo of a cat")
     box.press("Enter")
-    n = _results(page)
+    n = _results(page, at_least=5)
     assert n >= 5
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stImage\"] img')"
                            ".length >= 5")
@@ -146,7 +152,7 @@ def test_uploading_an_image(page, served, corpus):
     _open_uploads(page)
     inputs = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     inputs.nth(0).set_input_files(str(corpus / "photos" / "chelsea.png"))
-    assert _results(page) >= 5
+    assert _results(page, at_least=5) >= 5
     # the picture is in the index: it finds itself first
     assert page.get_by_text("chelsea.png").first.is_visible()
     first_title = page.locator('[data-testid="stMarkdownContainer"] strong').first.inner_text()
