@@ -381,7 +381,7 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     reuses its vectors; files gone from under ``roots`` lose their rows; bad files are
     recorded with a reason. The FAISS indexes are rebuilt at the end.
     """
-    from search.ann import build_index, saved_info
+    from search.ann import load_index, saved_info
 
     options = options or IndexOptions()
     encoders = [encoders] if isinstance(encoders, Encoder) else list(encoders)
@@ -520,10 +520,10 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
         report.removed = len(gone_items)
     if store.version() != start_version:
         store.optimize()
-    for c in columns:
+    for c in columns:  # brought up to date (incrementally when it can be)
         saved = saved_info(store, c.name)
         if saved is None or saved.version != store.version():
-            saved = build_index(store, c.name)
+            load_index(store, c.name)
     report.tagged = _update_tags(store, encoders)
     report.index_version = store.version()
     report.seconds = time.monotonic() - t0

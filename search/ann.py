@@ -1,9 +1,12 @@
 """FAISS indexes derived from the store, persisted beside it, never out of step with it.
 
-An index file is tagged with the store version it was built from; loading compares
-that tag with the store's current version and rebuilds when they differ, so a run
-killed after its last commit (or a concurrent writer) can never make search return
-rows the store no longer has. Exact inner-product search (``IndexFlatIP``) for now.
+An index file is tagged with the store version it reflects. When the store has moved on
+(an indexing run committed, another process wrote), the index is brought up to date
+without a full rebuild: rows that are new or were re-written (their ``indexed_at``
+changed) are added, and the slots of rows that are gone or were replaced are marked
+dead, so searches never return them. A full rebuild happens when dead slots pass a
+quarter of the index, a change is large, or the planned index type changes with size
+(exact ``Flat`` up to 1M vectors, tuned IVF families beyond: see search/ann_plan.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 
+from search.ann_plan import build, plan_index, set_search_params, tune
 from search.store import Store
 
 
@@ -28,17 +32,24 @@ class IndexInfo:
 
     column: str
     version: int  # store (items table) version it reflects
-    count: int
+    count: int  # live vectors
     kind: str  # FAISS factory string
+    nprobe: int = 0  # lists probed (IVF), tuned to the recall target
+    recall: float = 1.0  # measured recall@10 against exact search (1.0: exact)
+    dead: int = 0  # slots of rows gone or replaced since the last full build
+    reason: str = ""  # why this kind of index
 
 
 class VectorIndex:
     """A FAISS index plus, for each of its positions, the item's id, path, kind, timestamp."""
 
-    def __init__(self, index: faiss.Index, rows: pa.Table, info: IndexInfo):
+    def __init__(self, index: faiss.Index, rows: pa.Table, info: IndexInfo,
+                 alive: np.ndarray | None = None):
         self.index = index
         self.info = info
         self.rows = rows
+        # False: the slot's row is gone or was replaced (never returned); None: all live
+        self.alive = None if alive is None or alive.all() else alive
         self.ids = np.asarray(rows["id"].to_pylist(), dtype=object)
         self.paths = np.asarray(rows["path"].to_pylist(), dtype=object)
         self.kinds = np.asarray(rows["kind"].to_pylist(), dtype=object)
@@ -67,7 +78,10 @@ class VectorIndex:
         if key not in self._masks:
             if len(self._masks) >= 64:
                 self._masks.clear()
-            self._masks[key] = self._compute_mask(*key)
+            m = self._compute_mask(*key)
+            if self.alive is not None:
+                m = self.alive if m is None else (m & self.alive)
+            self._masks[key] = m
         return self._masks[key]
 
     def _compute_mask(self, kind: str | None, folder: str | None, since: float | None,
@@ -108,13 +122,17 @@ class VectorIndex:
         if n == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         k = max(1, min(k, n))
+        if mask is None:
+            mask = self.alive
         if mask is None and len(q) <= 4 and isinstance(self.index, faiss.IndexFlat):
             return self._few_queries_flat(q, k)
         params = None
         if mask is not None:
             bits = np.packbits(mask.astype(bool), bitorder="little")
             sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
-            params = faiss.SearchParameters(sel=sel)
+            ivf = faiss.try_extract_index_ivf(self.index)
+            params = (faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe) if ivf is not None
+                      else faiss.SearchParameters(sel=sel))
             scores, pos = self.index.search(q, k, params=params)
             del bits  # kept alive until the search is done
             return scores, pos
@@ -142,33 +160,125 @@ def _paths(store: Store, column: str) -> tuple[str, str]:
     return d, os.path.join(d, f"{column}.json")
 
 
-def build_index(store: Store, column: str) -> IndexInfo:
-    """Build the column's index from the store's current version and save it."""
+ROW_COLUMNS = ["id", "path", "kind", "timestamp", "end", "mtime_ns", "indexed_at"]
+REBUILD_DEAD_SHARE = 0.25  # rebuild once this share of the slots is dead
+REFRESH_LIMIT = 50_000  # more new or changed rows than this: rebuild instead
+
+
+def build_index(store: Store, column: str, memory_budget: int | None = None,
+                flat_limit: int | None = None) -> IndexInfo:
+    """Build the column's index from the store's current version (the kind planned for
+    its size, tuned) and save it."""
     version, table = store.read_vectors(column)
-    vidx = _build(column, version, table)
+    vidx = _build(column, version, table, memory_budget, flat_limit)
     _save(store, vidx)
     return vidx.info
 
 
-def _build(column: str, version: int, table: pa.Table) -> VectorIndex:
+def _with_row_columns(table: pa.Table) -> pa.Table:
+    for name, typ in (("path", pa.string()), ("kind", pa.string()),
+                      ("timestamp", pa.float64()), ("end", pa.float64()),
+                      ("mtime_ns", pa.int64()), ("indexed_at", pa.float64())):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, typ))
+    return table
+
+
+def _vectors_of(table: pa.Table, column: str) -> np.ndarray:
+    dim = int(table.schema.field(column).type.list_size)
+    flat = table[column].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.reshape(table.num_rows, dim), dtype=np.float32)
+
+
+def _build(column: str, version: int, table: pa.Table, memory_budget: int | None = None,
+           flat_limit: int | None = None) -> VectorIndex:
     dim = int(table.schema.field(column).type.list_size) if column in table.schema.names else 0
     if table.num_rows and column in table.column_names:
-        keep = table[column].is_valid()
-        table = table.filter(keep)
-        flat = table[column].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        vecs = np.ascontiguousarray(flat.reshape(table.num_rows, dim), dtype=np.float32)
+        table = table.filter(table[column].is_valid())
+        vecs = _vectors_of(table, column)
     else:
-        for name, typ in (("path", pa.string()), ("kind", pa.string()),
-                          ("timestamp", pa.float64()), ("end", pa.float64()),
-                          ("mtime_ns", pa.int64())):
-            if name not in table.column_names:
-                table = table.append_column(name, pa.array([], typ))
         vecs = np.zeros((0, max(dim, 1)), np.float32)
-    index = faiss.IndexFlatIP(vecs.shape[1])
-    if len(vecs):
-        index.add(vecs)
-    rows = table.select(["id", "path", "kind", "timestamp", "end", "mtime_ns"])
-    return VectorIndex(index, rows, IndexInfo(column, version, len(vecs), "Flat,IP"))
+    table = _with_row_columns(table)
+    plan = plan_index(len(vecs), vecs.shape[1], memory_budget, flat_limit)
+    index = build(plan, vecs)
+    nprobe, recall = tune(index, plan, vecs)
+    _direct_map(index)
+    rows = table.select(ROW_COLUMNS)
+    return VectorIndex(index, rows, IndexInfo(column, version, len(vecs), plan.factory, nprobe,
+                                              recall, 0, plan.reason))
+
+
+def _direct_map(index: faiss.Index) -> None:
+    """Let an IVF index give back a stored vector by position (search-time dedupe)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None and not ivf.direct_map.type:
+        ivf.make_direct_map()
+
+
+def refresh(vidx: VectorIndex, store: Store) -> VectorIndex | None:
+    """The index brought up to the store's current version without a rebuild (new and
+    re-written rows added, gone and replaced ones marked dead), or None when a full
+    rebuild is due (too many dead slots, a large change, or another planned kind)."""
+    column = vidx.info.column
+    version, current = store.read_ids(column)
+    if version == vidx.info.version:
+        return vidx
+    cur_ids = current["id"].to_pylist()
+    cur_at = current["indexed_at"].to_numpy(zero_copy_only=False).astype(np.float64)
+    alive = np.ones(len(vidx), bool) if vidx.alive is None else vidx.alive.copy()
+    old_at = vidx.rows["indexed_at"].to_numpy(zero_copy_only=False).astype(np.float64)
+    slot = {i: p for p, i in enumerate(vidx.ids.tolist()) if alive[p]}
+    fresh: list[str] = []
+    for item, at in zip(cur_ids, cur_at, strict=True):
+        p = slot.pop(item, None)
+        if p is None:
+            fresh.append(item)
+        elif not (at == old_at[p] or (np.isnan(at) and np.isnan(old_at[p]))):
+            alive[p] = False  # re-written: its new vector is added below
+            fresh.append(item)
+    for p in slot.values():  # rows the store no longer has
+        alive[p] = False
+    live = int(alive.sum()) + len(fresh)
+    dim = vidx.index.d
+    plan = plan_index(live, dim)
+    dead = len(alive) - int(alive.sum())
+    if (len(fresh) > REFRESH_LIMIT or dead > REBUILD_DEAD_SHARE * max(len(alive), 1)
+            or plan.factory != vidx.info.kind):
+        return None
+    rows = vidx.rows
+    if fresh:
+        got = store.get_items(fresh, ROW_COLUMNS + [column])
+        new = [got[i] for i in fresh if i in got and got[i].get(column) is not None]
+        if new:
+            vecs = np.asarray([r[column] for r in new], np.float32)
+            index = _writable(vidx.index)
+            index.add(np.ascontiguousarray(vecs))
+            vidx = VectorIndex(index, vidx.rows, vidx.info, vidx.alive)
+            add = pa.Table.from_pylist([{c: r.get(c) for c in ROW_COLUMNS} for r in new],
+                                       schema=rows.schema)
+            rows = pa.concat_tables([rows, add]).combine_chunks()
+            alive = np.concatenate([alive, np.ones(len(new), bool)])
+    info = IndexInfo(column, version, int(alive.sum()), vidx.info.kind, vidx.info.nprobe,
+                     vidx.info.recall, len(alive) - int(alive.sum()), vidx.info.reason)
+    return VectorIndex(vidx.index, rows, info, alive)
+
+
+def _writable(index: faiss.Index) -> faiss.Index:
+    """``index`` with its inverted lists in memory (copied in place when they were
+    memory-mapped, which is read-only), so new vectors can be added."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None or not isinstance(faiss.downcast_InvertedLists(ivf.invlists),
+                                     faiss.OnDiskInvertedLists):
+        return index
+    src = faiss.downcast_InvertedLists(ivf.invlists)
+    dst = faiss.ArrayInvertedLists(src.nlist, src.code_size)
+    for lst in range(src.nlist):
+        size = src.list_size(lst)
+        if size:
+            dst.add_entries(lst, size, src.get_ids(lst), src.get_codes(lst))
+    ivf.replace_invlists(dst, True)
+    dst.this.disown()  # the index owns the lists now
+    return index
 
 
 def _save(store: Store, vidx: VectorIndex) -> None:
@@ -176,10 +286,12 @@ def _save(store: Store, vidx: VectorIndex) -> None:
     os.makedirs(d, exist_ok=True)
     stem = f"{vidx.info.column}.v{vidx.info.version}"
     faiss.write_index(vidx.index, os.path.join(d, stem + ".faiss.tmp"))
-    feather.write_feather(vidx.rows,
-                          os.path.join(d, stem + ".rows.tmp"))
-    os.replace(os.path.join(d, stem + ".faiss.tmp"), os.path.join(d, stem + ".faiss"))
-    os.replace(os.path.join(d, stem + ".rows.tmp"), os.path.join(d, stem + ".rows"))
+    feather.write_feather(vidx.rows, os.path.join(d, stem + ".rows.tmp"))
+    alive = np.ones(len(vidx), bool) if vidx.alive is None else vidx.alive
+    with open(os.path.join(d, stem + ".alive.tmp"), "wb") as f:
+        np.save(f, alive)
+    for ext in (".faiss", ".rows", ".alive"):
+        os.replace(os.path.join(d, stem + ext + ".tmp"), os.path.join(d, stem + ext))
     fd, tmp = tempfile.mkstemp(dir=d, suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump({**vidx.info.__dict__, "stem": stem}, f)
@@ -192,36 +304,61 @@ def _save(store: Store, vidx: VectorIndex) -> None:
                 pass
 
 
+def _info(m: dict) -> IndexInfo:
+    return IndexInfo(**{k: m[k] for k in IndexInfo.__dataclass_fields__ if k in m})
+
+
 def saved_info(store: Store, column: str) -> IndexInfo | None:
     """What the saved index of ``column`` was built from, or None if there is none."""
     _, meta_path = _paths(store, column)
     try:
         with open(meta_path) as f:
-            m = json.load(f)
-        return IndexInfo(m["column"], m["version"], m["count"], m["kind"])
-    except (OSError, ValueError, KeyError):
+            return _info(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def load_index(store: Store, column: str) -> VectorIndex:
-    """The column's index at the store's current version: loaded if saved and fresh,
-    else rebuilt from the store (and saved when the directory is writable)."""
-    current = store.version()
+def _load_saved(store: Store, column: str) -> VectorIndex | None:
     d, meta_path = _paths(store, column)
     try:
         with open(meta_path) as f:
             m = json.load(f)
-        if m["version"] == current:
-            index = faiss.read_index(os.path.join(d, m["stem"] + ".faiss"))
-            rows = feather.read_table(os.path.join(d, m["stem"] + ".rows"))
-            return VectorIndex(index, rows, IndexInfo(m["column"], m["version"], m["count"],
-                                                      m["kind"]))
-    except (OSError, ValueError, KeyError, RuntimeError):
-        pass  # missing, stale or damaged: rebuild below
-    version, table = store.read_vectors(column)
-    vidx = _build(column, version, table)
+        path = os.path.join(d, m["stem"] + ".faiss")
+        exact = m["kind"] == "Flat"
+        # IVF lists are memory-mapped: a big index costs page cache, not heap
+        index = faiss.read_index(path) if exact else faiss.read_index(path, faiss.IO_FLAG_MMAP)
+        rows = feather.read_table(os.path.join(d, m["stem"] + ".rows"))
+        rows = _with_row_columns(rows).select(ROW_COLUMNS)  # older saved indexes
+        try:
+            alive = np.load(os.path.join(d, m["stem"] + ".alive"))
+        except OSError:
+            alive = None
+        if not exact:
+            set_search_params(index, m.get("nprobe") or 1)
+            _direct_map(index)
+        if index.ntotal != rows.num_rows or (alive is not None and len(alive) != rows.num_rows):
+            return None
+        return VectorIndex(index, rows, _info(m), alive)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None  # missing or damaged: rebuilt by the caller
+
+
+def load_index(store: Store, column: str, previous: VectorIndex | None = None) -> VectorIndex:
+    """The column's index at the store's current version: ``previous`` (or the saved
+    one) refreshed when the store has moved on, else rebuilt from the store; saved when
+    the directory is writable."""
+    current = store.version()
+    vidx = previous if previous is not None and previous.info.column == column else None
+    if vidx is None:
+        vidx = _load_saved(store, column)
+    if vidx is not None and vidx.info.version == current:
+        return vidx
+    out = refresh(vidx, store) if vidx is not None else None
+    if out is None:
+        version, table = store.read_vectors(column)
+        out = _build(column, version, table)
     try:
-        _save(store, vidx)
+        _save(store, out)
     except OSError:
         pass  # a read-only store can still be searched
-    return vidx
+    return out

@@ -559,8 +559,10 @@ def cmd_status(args) -> int:
         f = e["faiss"]
         fresh = "missing" if f is None else (
             f"{f['type']} with {f['vectors']} vectors, "
+            + ("exact, " if not f.get("nprobe") else
+               f"recall@10 {f['recall_at_10']:.3f} at nprobe {f['nprobe']}, ")
             + ("fresh" if f["fresh"] else f"stale (built from version {f['built_from_version']}; "
-                                          "rebuilt on next search)"))
+                                          "brought up to date on the next search)"))
         print(f"model: {e['backend']} {e['model']} ({e['weights']}), dim {e['dim']}, embeds "
               f"{', '.join(e['modalities'])}; index: {fresh}")
         if e.get("weights_license"):

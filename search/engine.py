@@ -84,7 +84,7 @@ class Searcher:
         column = column or self.column
         idx = self._indexes.get(column)
         if idx is None or idx.info.version != self.store.version():
-            idx = self._indexes[column] = load_index(self.store, column)
+            idx = self._indexes[column] = load_index(self.store, column, previous=idx)
         return idx
 
     @property

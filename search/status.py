@@ -22,7 +22,8 @@ def index_status(store: Store) -> dict:
             "weights_license": weights_license(spec),
             "faiss": None if info is None else {
                 "type": info.kind, "vectors": info.count, "built_from_version": info.version,
-                "fresh": info.version == version,
+                "fresh": info.version == version, "nprobe": info.nprobe,
+                "recall_at_10": info.recall, "dead_slots": info.dead, "why": info.reason,
             },
         })
     skipped = store.skipped_rows()

@@ -492,8 +492,24 @@ class Store:
         version = t.version
         t.checkout(version)  # pin: writers may commit while we read
         try:
-            a = self._scan(t, ["id", "path", "kind", "timestamp", "end", "mtime_ns", column],
-                           f"{column} IS NOT NULL")
+            a = self._scan(t, ["id", "path", "kind", "timestamp", "end", "mtime_ns",
+                               "indexed_at", column], f"{column} IS NOT NULL")
+        finally:
+            t.checkout_latest()
+        return version, a
+
+    def read_ids(self, column: str) -> tuple[int, pa.Table]:
+        """(version, table of id / indexed_at) of the rows with a vector in ``column``,
+        from one consistent snapshot: what an index needs to catch up with the store."""
+        t = self.items(create=False)
+        if t is None:
+            return 0, pa.table({"id": pa.array([], pa.string()),
+                                "indexed_at": pa.array([], pa.float64())})
+        t.checkout_latest()
+        version = t.version
+        t.checkout(version)
+        try:
+            a = self._scan(t, ["id", "indexed_at"], f"{column} IS NOT NULL")
         finally:
             t.checkout_latest()
         return version, a

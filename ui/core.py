@@ -294,6 +294,8 @@ def neighbour_frames(searcher: Searcher, item_id: str, seconds: float,
     for col in searcher.store.encoders:
         index = searcher.index_of(col)
         sel = (index.paths == row["path"]) & (index.kinds == FRAME)
+        if index.alive is not None:  # rows gone since the index was built
+            sel &= index.alive
         ts = index.timestamps
         sel &= np.abs(np.nan_to_num(ts, nan=np.inf) - t) <= seconds + 1e-6
         out = sorted({(str(i), float(x)) for i, x in zip(index.ids[sel], ts[sel],

@@ -1,0 +1,187 @@
+"""ANN by size: the planned index kind, IVF tuned to the recall target on held-out
+queries, and indexes kept in step with the store without full rebuilds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer.encoders.base import EncoderSpec, ImagePreprocess
+from indexer.errors import LoupeError
+from search import ann, ann_plan
+from search.ann_plan import (
+    RECALL_TARGET,
+    build,
+    exact_top,
+    lists_for,
+    plan_index,
+    recall_at,
+    tune,
+    tuning_queries,
+)
+from search.store import Store
+
+GIB = 1 << 30
+
+
+def test_plan_by_size_and_memory_is_deterministic():
+    assert plan_index(10_000, 512, 8 * GIB).factory == "Flat"
+    assert plan_index(1_000_000, 512, 8 * GIB).factory == "Flat"
+    assert plan_index(2_000_000, 512, 8 * GIB).factory == "IVF65536_HNSW32,Flat"
+    assert plan_index(20_000_000, 512, 64 * GIB).factory == "IVF262144_HNSW32,Flat"
+    tight = plan_index(20_000_000, 512, 4 * GIB)  # 41 GB raw: product-quantised
+    assert tight.factory == "OPQ128_512,IVF262144_HNSW32,PQ128" and tight.pq_bytes == 128
+    tighter = plan_index(20_000_000, 512, 1 * GIB)
+    assert tighter.pq_bytes == 32 and tighter.bytes_per_vector(512) == 40
+    billion = plan_index(1_600_000_000, 512, 64 * GIB)
+    assert billion.nlist == 1_048_576 and billion.pq_bytes == 32
+    with pytest.raises(LoupeError, match="do not fit"):
+        plan_index(1_600_000_000, 512, 8 * GIB)
+    # small sets over a forced limit: 4 * sqrt(n) lists, a power of two
+    assert lists_for(20_000) == 512 and lists_for(3_000) == 256 and lists_for(10) == 16
+    assert plan_index(20_000, 64, GIB, flat_limit=1_000).factory == "IVF512,Flat"
+    assert plan_index(20_000, 64, GIB, flat_limit=1_000) == plan_index(20_000, 64, GIB,
+                                                                        flat_limit=1_000)
+    # exact search over more than the memory budget allows is not planned either
+    assert not plan_index(500_000, 512, 100 << 20).exact
+
+
+def _clustered(n: int, dim: int, k: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim)).astype(np.float32)
+    v = centres[rng.integers(0, k, n)] + 0.6 * rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_ivf_is_tuned_to_the_recall_target_on_held_out_queries():
+    vecs = _clustered(20_000, 32)
+    plan = plan_index(len(vecs), 32, GIB, flat_limit=1_000)
+    index = build(plan, vecs, seed=0)
+    nprobe, recall = tune(index, plan, vecs, seed=0)
+    assert recall >= RECALL_TARGET and 1 <= nprobe < plan.nlist  # approximate, yet enough
+    # queries the tuning never saw reach the target too
+    fresh = tuning_queries(vecs, count=300, seed=7)
+    assert recall_at(index, fresh, exact_top(vecs, fresh, 10)) >= RECALL_TARGET
+    # and fewer probes would not have been enough (the tuning stopped at the first)
+    if nprobe > 1:
+        ann_plan.set_search_params(index, nprobe // 2)
+        queries = tuning_queries(vecs, seed=0)
+        assert recall_at(index, queries, exact_top(vecs, queries, 10)) < RECALL_TARGET
+
+
+def test_a_seed_makes_the_build_repeatable():
+    vecs = _clustered(5_000, 16)
+    plan = plan_index(len(vecs), 16, GIB, flat_limit=100)
+    q = tuning_queries(vecs, seed=3)
+    a, b = build(plan, vecs, seed=1), build(plan, vecs, seed=1)
+    for idx in (a, b):
+        ann_plan.set_search_params(idx, 4)
+    np.testing.assert_array_equal(a.search(q, 10)[1], b.search(q, 10)[1])
+
+
+SPEC = EncoderSpec(backend="bench", model="synthetic", weights="none", weights_id="s1",
+                   dim=16, preprocess=ImagePreprocess(size=(8, 8)))
+
+
+def _rows(col: str, vecs: np.ndarray, start: int, at: float) -> list[dict]:
+    return [{"id": f"{start + i:024x}", "path": f"/a/{start + i:06d}.jpg", "kind": "photo",
+             "indexed_at": at, col: v.tolist()} for i, v in enumerate(vecs)]
+
+
+@pytest.fixture(params=["flat", "ivf"])
+def big_store(request, tmp_path, monkeypatch):
+    """3,000 clustered 16-d rows; "ivf" lowers the exact-search limit so they get IVF."""
+    if request.param == "ivf":
+        monkeypatch.setattr(ann_plan, "FLAT_LIMIT", 1_000)
+    store = Store(str(tmp_path / "db"), create=True)
+    col = store.register_encoder(SPEC)
+    store.upsert_items(_rows(col, _clustered(3_000, 16), 0, 1.0))
+    return store, col, request.param
+
+
+def _top(vidx, q, k=5):
+    scores, pos = vidx.search(q[None, :], k)
+    return [str(vidx.ids[p]) for p in pos[0] if p >= 0], scores[0]
+
+
+def test_new_changed_and_deleted_rows_without_a_rebuild(big_store, monkeypatch):
+    store, col, kind = big_store
+    first = ann.load_index(store, col)
+    assert first.info.kind == ("Flat" if kind == "flat" else "IVF256,Flat")
+    assert first.info.recall >= RECALL_TARGET and first.info.count == 3_000
+
+    builds = []
+    real = ann._build
+    monkeypatch.setattr(ann, "_build", lambda *a, **k: builds.append(1) or real(*a, **k))
+    rng = np.random.default_rng(5)
+    new = rng.normal(size=(20, 16)).astype(np.float32)
+    new /= np.linalg.norm(new, axis=1, keepdims=True)
+    store.upsert_items(_rows(col, new, 10_000, 2.0))  # new rows
+    moved = -np.asarray(first.vectors([0])[0])  # row 0 re-written with another vector
+    store.upsert_items(_rows(col, moved[None, :], 0, 3.0))
+    gone = str(first.ids[1])
+    store.items().delete(f"id = '{gone}'")
+
+    second = ann.load_index(store, col, previous=first)
+    assert builds == []  # brought up to date, not rebuilt
+    assert second.info.version == store.version()
+    assert second.info.count == 3_000 + 20 - 1 and second.info.dead == 2
+    for i, v in enumerate(new):  # new rows are found at once
+        assert _top(second, v)[0][0] == f"{10_000 + i:024x}"
+    ids, scores = _top(second, moved)
+    assert ids[0] == f"{0:024x}" and scores[0] == pytest.approx(1.0, abs=1e-4)
+    old_row0 = first.vectors([0])[0]
+    assert f"{0:024x}" not in _top(second, old_row0)[0]  # its old vector is gone
+    all_ids = second.search(np.asarray(old_row0)[None, :], 3_100)[1][0]
+    assert gone not in {str(second.ids[p]) for p in all_ids if p >= 0}
+    # filters keep excluding dead slots
+    m = second.mask(kind="photo")
+    assert m is not None and not m[1] and m.sum() == second.info.count
+
+    # saved and reloaded: the same (the refreshed index is what a new process gets)
+    third = ann.load_index(Store(store.dir), col)
+    assert builds == [] and third.info.dead == 2 and third.info.count == 3_019
+    assert _top(third, new[3])[0][0] == f"{10_003:024x}"
+    # a loaded (for IVF: memory-mapped, read-only) index takes new rows too
+    more = _clustered(4, 16, seed=11)
+    store.upsert_items(_rows(col, more, 20_000, 4.0))
+    fourth = ann.load_index(store, col, previous=third)
+    assert builds == [] and fourth.info.count == 3_023
+    assert _top(fourth, more[2])[0][0] == f"{20_002:024x}"
+
+
+def test_many_deletions_trigger_a_rebuild(big_store, monkeypatch):
+    store, col, _ = big_store
+    first = ann.load_index(store, col)
+    store.items().delete("path < '/a/001000.jpg'")  # a third of the rows
+    second = ann.load_index(store, col, previous=first)
+    assert second.info.dead == 0 and second.info.count == 2_000
+    assert len(second) == 2_000
+
+
+def test_status_shows_the_index_kind_and_recall(big_store, capsys):
+    from search.cli import main as loupe
+
+    store, col, kind = big_store
+    ann.load_index(store, col)
+    capsys.readouterr()
+    assert loupe(["status", "--db", store.dir]) == 0
+    out = capsys.readouterr().out
+    if kind == "ivf":
+        assert "IVF256,Flat" in out and "recall@10" in out and "nprobe" in out
+    else:
+        assert "Flat with 3000 vectors" in out and "exact" in out
+
+
+def test_refresh_reads_ids_and_new_rows_only(tmp_path):
+    """The refresh never reads every vector (read_vectors): ids, then the new rows."""
+    store = Store(str(tmp_path / "db"), create=True)
+    col = store.register_encoder(SPEC)
+    store.upsert_items(_rows(col, _clustered(2_000, 16), 0, 1.0))
+    first = ann.load_index(store, col)
+    store.upsert_items(_rows(col, _clustered(5, 16, seed=9), 50_000, 2.0))
+    calls = []
+    real = store.read_vectors
+    store.read_vectors = lambda c: calls.append(c) or real(c)  # type: ignore[method-assign]
+    second = ann.load_index(store, col, previous=first)
+    assert calls == [] and second.info.count == 2_005
