@@ -22,7 +22,7 @@ from search.atlas import Atlas
 from search.store import AUDIO, FRAME, PHOTO, Store
 from ui import core
 from ui.core import AppArgs
-from ui.resources import friendly, search_service
+from ui.resources import friendly, open_index
 from ui.services import SearchService, log_unexpected
 
 ss = st.session_state
@@ -186,14 +186,8 @@ def _summary(atlas: Atlas, hits: np.ndarray) -> str:
 def render(args: AppArgs) -> None:
     """The page."""
     st.title("Atlas")
-    svc = None
-    with friendly("opening the index"):
-        svc = search_service(args.db)
+    svc = open_index(args.db)
     if svc is None:
-        return
-    if not svc.store.encoders:
-        st.info(f"The index at `{svc.db}` has nothing in it yet: run `loupe index FOLDER` "
-                "first.", icon=":material/photo_library:")
         return
     column, method, kinds, pictures = controls(svc)
     if not kinds:

@@ -45,3 +45,20 @@ def friendly(what: str = "that") -> Iterator[None]:
     except Exception as e:
         log_unexpected(what, e)
         st.error(f"Something went wrong: {type(e).__name__}", icon=":material/error:")
+
+
+def open_index(db: str, title: str | None = None) -> SearchService | None:
+    """The index's search service for a page, or None (the page says why: it could not
+    be opened, or it holds nothing yet). ``title``: shown above that message."""
+    svc = None
+    with friendly("opening the index"):
+        svc = search_service(db)
+    if svc is None:
+        return None
+    if not svc.store.encoders:
+        if title:
+            st.title(title)
+        st.info(f"The index at `{svc.db}` has nothing in it yet: run `loupe index FOLDER` "
+                "first.", icon=":material/photo_library:")
+        return None
+    return svc

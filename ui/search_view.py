@@ -17,7 +17,7 @@ from search.store import AUDIO as AUDIO_ITEM
 from search.store import FRAME, PHOTO
 from ui import core
 from ui.core import AppArgs, Upload
-from ui.resources import friendly, grounding_service, search_service
+from ui.resources import friendly, grounding_service, open_index, search_service
 from ui.services import SearchService, jpeg, log_unexpected
 
 PLAY_LIMIT = 300_000_000  # bytes: bigger videos and sounds are loaded on request
@@ -574,15 +574,8 @@ def welcome(svc: SearchService) -> None:
 # -- page ------------------------------------------------------------------------------
 def render(args: AppArgs) -> None:
     ss["_db"] = args.db
-    svc = None
-    with friendly("opening the index"):
-        svc = search_service(args.db)
+    svc = open_index(args.db, title="Loupe")
     if svc is None:
-        return
-    if not svc.store.encoders:
-        st.title("Loupe")
-        st.info(f"The index at `{svc.db}` has nothing in it yet: run `loupe index FOLDER` "
-                "first.", icon=":material/photo_library:")
         return
     signature, query = query_panel(svc)
     ss["_query"] = {k: v for k, v in query.items() if k != "uploads"}
