@@ -379,7 +379,7 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     model gets its own vector column; a model new to the index is computed for the
     files already there. Only new and changed files are decoded; identical content
     reuses its vectors; files gone from under ``roots`` lose their rows; bad files are
-    recorded with a reason. The FAISS indexes are rebuilt at the end.
+    recorded with a reason. The FAISS indexes are brought up to date at the end.
     """
     from search.ann import load_index, saved_info
 
