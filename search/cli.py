@@ -195,6 +195,13 @@ def _db(args) -> str:
     return os.path.abspath(args.db or default_db_dir())
 
 
+def existing_store(db: str):
+    """The Store at ``db`` when an index is there, else None (nothing is created)."""
+    from search.store import Store
+
+    return Store(db) if os.path.exists(os.path.join(db, "meta.json")) else None
+
+
 def _encoders_for_index(args, store) -> list:
     """The encoders a run uses: the index's models, plus --model(s) new to it (with --add).
 
@@ -279,7 +286,7 @@ def cmd_index(args) -> int:
         from search.labels import load_vocabulary
 
         load_vocabulary(args.tags)  # a bad label file fails before anything is written
-    existing = Store(db) if os.path.exists(os.path.join(db, "meta.json")) else None
+    existing = existing_store(db)
     encoders = _encoders_for_index(args, existing)
     store = existing or Store(db, create=True)
     if args.tags is not None or args.no_tags:
@@ -423,7 +430,6 @@ def cmd_ground(args) -> int:
     from search.draw import contact_sheet, draw_grounding
     from search.grounding import load_grounder, normalise_prompt
     from search.groundings import ground_targets, ground_video, resolve_target, target_image
-    from search.store import Store
 
     if bool(args.video) == bool(args.targets):
         raise LoupeError("give ITEM_ID_OR_PATH... or --video PATH (one of the two)")
@@ -431,7 +437,7 @@ def cmd_ground(args) -> int:
         raise LoupeError("--batch-size and --max-new-tokens must be at least 1")
     prompt = normalise_prompt(args.prompt)  # a bad prompt fails before the model loads
     db = _db(args)
-    store = Store(db) if os.path.exists(os.path.join(db, "meta.json")) else None
+    store = existing_store(db)
     if args.video:
         if not args.every > 0:
             raise LoupeError("--every must be a positive number of seconds")

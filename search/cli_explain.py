@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from indexer.errors import LoupeError
@@ -121,19 +120,13 @@ def add_commands(sub, add_db) -> None:
     add_db(p)
 
 
-def _db(args) -> str:
-    from search.store import default_db_dir
-
-    return os.path.abspath(args.db or default_db_dir())
-
-
 def _open_store(args, required: bool):
+    """The index of ``--db``: None when there is none, unless ``required`` (then Store
+    says there is none, in one line)."""
+    from search.cli import _db, existing_store
     from search.store import Store
 
-    db = _db(args)
-    if os.path.exists(os.path.join(db, "meta.json")) or required:
-        return Store(db)
-    return None
+    return Store(_db(args)) if required else existing_store(_db(args))
 
 
 def _picture_encoder(args, store):
@@ -148,6 +141,8 @@ def _picture_encoder(args, store):
             column = encoder.spec.column
         return encoder, column
     if store is None:
+        from search.cli import _db
+
         raise LoupeError(f"no Loupe index at {_db(args)}: pass --model (e.g. --model "
                          "ViT-B-32) to look at files without an index, or --db")
     column, spec = store.encoder_for_query(None, {"image", "text"})
