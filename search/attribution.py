@@ -26,9 +26,9 @@ import numpy as np
 from indexer.encoders import Encoder
 from indexer.errors import LoupeError
 from search.groundings import Target
-from search.labels import Tag, Vocabulary, label_vectors, load_vocabulary, shares, top_labels
+from search.labels import Tag, load_vocabulary
 from search.store import Store, sql_str
-from search.tags import labels_dir
+from search.tags import tag_vectors
 
 DEFAULT_K = 10
 DEFAULT_TEMPERATURE = 0.05
@@ -270,13 +270,6 @@ def reference_set(store: Store, column: str, encoder: Encoder | None = None) -> 
 
 # -- both answers ----------------------------------------------------------------------
 
-def zero_shot_styles(vector: np.ndarray, encoder: Encoder, vocab: Vocabulary, top: int,
-                     store: Store | None = None) -> tuple[list[Tag], float]:
-    """Top ``top`` shares of one vocabulary (artists, movements), and the rest's share."""
-    lv = label_vectors(encoder, vocab, labels_dir(store))
-    return top_labels(shares(vector[None, :], lv, encoder.logit_scale)[0], vocab.labels, top)
-
-
 def attribute(vectors: np.ndarray, targets: Sequence[Target], encoder: Encoder,
               store: Store | None = None, column: str | None = None, top: int = 5,
               k: int = DEFAULT_K, temperature: float = DEFAULT_TEMPERATURE,
@@ -284,12 +277,12 @@ def attribute(vectors: np.ndarray, targets: Sequence[Target], encoder: Encoder,
     """Attribute each picture (its vector) with both methods."""
     artist_vocab, movement_vocab = load_vocabulary(artists), load_vocabulary(movements)
     refs = reference_set(store, column, encoder) if store is not None and column else None
+    by_artist = tag_vectors(vectors, encoder, artist_vocab, top, store)
+    by_movement = tag_vectors(vectors, encoder, movement_vocab, top, store)
     out = []
-    for vec, t in zip(vectors, targets, strict=True):
+    for vec, t, art, mov in zip(vectors, targets, by_artist, by_movement, strict=True):
         a = Attribution(t.as_dict(), encoder.spec.describe())
-        a.artists, a.artists_other = zero_shot_styles(vec, encoder, artist_vocab, top, store)
-        a.movements, a.movements_other = zero_shot_styles(vec, encoder, movement_vocab, top,
-                                                          store)
+        (a.artists, a.artists_other), (a.movements, a.movements_other) = art, mov
         if refs is not None:
             a.references, a.evidence = knn_shares(vec, refs, k, temperature)
         out.append(a)
