@@ -227,42 +227,27 @@ def more_like(searcher: Searcher, item_id: str, k: int, kind: str | None = None,
 
 
 # -- explain: tags and style ----------------------------------------------------------
-def _picture_vector(searcher: Searcher, item_id: str):
-    """(target, stored vector, column, encoder) of a photo or video moment of the index,
-    with the first model that embeds pictures and text."""
+def explain(searcher: Searcher, item_id: str, vocabulary: str = "everyday", top: int = 8,
+            style_top: int = 6, k: int = 10, temperature: float = 0.05):
+    """A stored picture's zero-shot tags (search.tags.TagResult, as ``loupe tag``) and
+    style attribution (search.attribution.Attribution, as ``loupe attribute``), from its
+    stored vector in the first model that embeds pictures and text."""
+    from search.attribution import attribute
     from search.groundings import resolve_target
-    from search.tags import target_vectors
+    from search.labels import load_vocabulary
+    from search.tags import TagResult, tag_vectors, target_vectors
 
+    vocab = load_vocabulary(vocabulary)
     store = searcher.store
-    row = thumbs.item_row(store, item_id)
-    if row["kind"] not in (PHOTO, FRAME):
+    if thumbs.item_row(store, item_id)["kind"] not in (PHOTO, FRAME):
         raise LoupeError("only pictures (photos and video moments) have tags and a style")
     column = searcher.column_for({"image", "text"})
     encoder = searcher.encoder_of(column)
     target = resolve_target(item_id, store)
-    return target, target_vectors(encoder, [target], store, column), column, encoder
-
-
-def explain_tags(searcher: Searcher, item_id: str, vocabulary: str = "everyday",
-                 top: int = 8):
-    """A stored picture's zero-shot tags (search.tags.TagResult), as ``loupe tag``."""
-    from search.labels import load_vocabulary
-    from search.tags import TagResult, tag_vectors
-
-    vocab = load_vocabulary(vocabulary)
-    target, vec, _, encoder = _picture_vector(searcher, item_id)
-    ((tags, other),) = tag_vectors(vec, encoder, vocab, top, searcher.store)
-    return TagResult(target.as_dict(), tags, other, vocab.name, encoder.spec.describe())
-
-
-def explain_style(searcher: Searcher, item_id: str, top: int = 6, k: int = 10,
-                  temperature: float = 0.05):
-    """A stored picture's style attribution (search.attribution.Attribution), as
-    ``loupe attribute``."""
-    from search.attribution import attribute
-
-    target, vec, column, encoder = _picture_vector(searcher, item_id)
-    return attribute(vec, [target], encoder, searcher.store, column, top, k, temperature)[0]
+    vec = target_vectors(encoder, [target], store, column)
+    ((tags, other),) = tag_vectors(vec, encoder, vocab, top, store)
+    style = attribute(vec, [target], encoder, store, column, style_top, k, temperature)[0]
+    return TagResult(target.as_dict(), tags, other, vocab.name, encoder.spec.describe()), style
 
 
 # -- items -----------------------------------------------------------------------------

@@ -392,8 +392,7 @@ def _shares_chart(tags: list[dict], other: float | None = None, key: str = "") -
 
 def _explain(svc: SearchService, item_id: str, vocabulary: str) -> None:
     with svc.lock:
-        tags = core.explain_tags(svc.searcher, item_id, vocabulary)
-        style = core.explain_style(svc.searcher, item_id)
+        tags, style = core.explain(svc.searcher, item_id, vocabulary)
     ss["explained"] = {"item": item_id, "vocabulary": vocabulary, "tags": tags.as_dict(),
                      "style": style.as_dict()}
 
