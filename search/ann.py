@@ -12,8 +12,10 @@ quarter of the index, a change is large, or the planned index type changes with 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faiss
@@ -22,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 
-from search.ann_plan import build, plan_index, set_search_params, tune
+from search.ann_plan import build, depth_for, plan_index, rescore, set_search_params, tune
 from search.store import Store
 
 
@@ -38,15 +40,24 @@ class IndexInfo:
     recall: float = 1.0  # measured recall@10 against exact search (1.0: exact)
     dead: int = 0  # slots of rows gone or replaced since the last full build
     reason: str = ""  # why this kind of index
+    rerank: int = 0  # candidates per query re-scored with whole vectors (PQ indexes)
+
+
+FILTER_EXACT_LIMIT = 4096  # a filter keeping at most this many rows: scored exactly
+
+Fetch = Callable[[list[str]], np.ndarray]  # item ids -> their whole stored vectors
 
 
 class VectorIndex:
     """A FAISS index plus, for each of its positions, the item's id, path, kind, timestamp."""
 
     def __init__(self, index: faiss.Index, rows: pa.Table, info: IndexInfo,
-                 alive: np.ndarray | None = None):
+                 alive: np.ndarray | None = None, fetch: Fetch | None = None):
         self.index = index
         self.info = info
+        # whole vectors by item id from the store: what a PQ index's candidates are
+        # re-scored with (its own codes are approximate)
+        self.fetch = fetch
         self.rows = rows
         # False: the slot's row is gone or was replaced (never returned); None: all live
         self.alive = None if alive is None or alive.all() else alive
@@ -103,20 +114,29 @@ class VectorIndex:
         return m
 
     def vectors(self, positions: np.ndarray | list[int]) -> np.ndarray:
-        """The stored vectors at ``positions``, as an (n, d) float32 array (a copy)."""
+        """The stored vectors at ``positions``, as an (n, d) float32 array (a copy);
+        whole vectors from the store for a PQ index."""
         pos = np.asarray(positions, dtype=np.int64).reshape(-1)
         n, d = len(self), self.index.d
         if isinstance(self.index, faiss.IndexFlat):
             xb = faiss.rev_swig_ptr(self.index.get_xb(), n * d).reshape(n, d)
             return np.array(xb[pos], dtype=np.float32)
-        out = np.empty((len(pos), d), np.float32)
-        for row, p in enumerate(pos.tolist()):
-            out[row] = self.index.reconstruct(p)
-        return out
+        if self.info.rerank and self.fetch is not None:
+            return np.asarray(self.fetch(self.ids[pos].tolist()), np.float32).reshape(-1, d)
+        if not len(pos):
+            return np.zeros((0, d), np.float32)
+        return np.asarray(self.index.reconstruct_batch(pos), np.float32).reshape(-1, d)
 
     def search(self, queries: np.ndarray, k: int,
                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, positions) per query; positions are -1 past the last match."""
+        """Top-k (scores, positions) per query; positions are -1 past the last match.
+
+        Exact for a ``Flat`` index. An IVF index probes its tuned lists, widened by the
+        share of rows a filter keeps (so as many candidates pass it as without one) and
+        again until k are found; a filter keeping at most ``FILTER_EXACT_LIMIT`` rows is
+        answered by exact scoring of those rows. A PQ index's candidates are re-scored
+        with whole vectors.
+        """
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.index.d)
         n = len(self)
         if n == 0:
@@ -124,19 +144,54 @@ class VectorIndex:
         k = max(1, min(k, n))
         if mask is None:
             mask = self.alive
-        if mask is None and len(q) <= 4 and isinstance(self.index, faiss.IndexFlat):
+        exact = isinstance(self.index, faiss.IndexFlat)
+        if mask is None and len(q) <= 4 and exact:
             return self._few_queries_flat(q, k)
-        params = None
+        if exact:
+            if mask is None:
+                return self.index.search(q, k)
+            with _selector(mask) as sel:
+                return self.index.search(q, k, params=faiss.SearchParameters(sel=sel))
         if mask is not None:
-            bits = np.packbits(mask.astype(bool), bitorder="little")
-            sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
-            ivf = faiss.try_extract_index_ivf(self.index)
-            params = (faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe) if ivf is not None
-                      else faiss.SearchParameters(sel=sel))
-            scores, pos = self.index.search(q, k, params=params)
-            del bits  # kept alive until the search is done
-            return scores, pos
-        return self.index.search(q, k)
+            selected = np.flatnonzero(mask)
+            if len(selected) <= FILTER_EXACT_LIMIT:
+                return self._score_exactly(q, selected, k)
+        depth = min(n, depth_for(k, self.info.rerank))
+        scores, pos = self._probe(q, depth, mask)
+        if self.info.rerank and self.fetch is not None:
+            return rescore(q, pos, k, self.vectors)
+        return scores[:, :k], pos[:, :k]
+
+    def _probe(self, q: np.ndarray, k: int,
+               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """IVF search for k per query, through ``mask``: nprobe scaled by 1 / the share
+        the mask keeps, then raised fourfold while a query has fewer than it could."""
+        ivf = faiss.extract_index_ivf(self.index)
+        if mask is None:
+            return self.index.search(q, k)
+        kept = int(mask.sum())
+        want = min(k, kept)
+        nprobe = min(ivf.nlist, max(ivf.nprobe, math.ceil(ivf.nprobe * len(mask) / max(kept, 1))))
+        with _selector(mask) as sel:
+            while True:
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+                quantizer = faiss.downcast_index(ivf.quantizer)
+                if isinstance(quantizer, faiss.IndexHNSW):
+                    hnsw = faiss.SearchParametersHNSW(efSearch=max(32, 2 * nprobe))
+                    params.quantizer_params = hnsw
+                scores, pos = self.index.search(q, k, params=params)
+                if nprobe >= ivf.nlist or ((pos >= 0).sum(axis=1) >= want).all():
+                    return scores, pos
+                nprobe = min(ivf.nlist, nprobe * 4)
+
+    def _score_exactly(self, q: np.ndarray, selected: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among the ``selected`` positions (whole vectors)."""
+        vecs = self.vectors(selected)
+        cand = np.broadcast_to(np.arange(len(selected)), (len(q), len(selected)))
+        scores, local = rescore(q, cand, k, lambda p: vecs[p])
+        pos = np.where(local >= 0, selected[np.maximum(local, 0)], -1)
+        return scores, pos
 
     def _few_queries_flat(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact search for a handful of queries with one BLAS matrix product over the
@@ -155,6 +210,21 @@ class VectorIndex:
         return np.take_along_axis(top, order, axis=1).astype(np.float32), pos
 
 
+class _selector:
+    """A FAISS selector of the positions where ``mask`` is true, valid inside ``with``
+    (the bitmap it points into is kept alive until then)."""
+
+    def __init__(self, mask: np.ndarray):
+        self.bits = np.packbits(mask.astype(bool), bitorder="little")
+        self.sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(self.bits))
+
+    def __enter__(self) -> faiss.IDSelector:
+        return self.sel
+
+    def __exit__(self, *exc) -> None:
+        del self.sel, self.bits
+
+
 def _paths(store: Store, column: str) -> tuple[str, str]:
     d = os.path.join(store.dir, "faiss")
     return d, os.path.join(d, f"{column}.json")
@@ -170,7 +240,7 @@ def build_index(store: Store, column: str, memory_budget: int | None = None,
     """Build the column's index from the store's current version (the kind planned for
     its size, tuned) and save it."""
     version, table = store.read_vectors(column)
-    vidx = _build(column, version, table, memory_budget, flat_limit)
+    vidx = _build(column, version, table, memory_budget, flat_limit, _fetcher(store, column))
     _save(store, vidx)
     return vidx.info
 
@@ -190,8 +260,13 @@ def _vectors_of(table: pa.Table, column: str) -> np.ndarray:
     return np.ascontiguousarray(flat.reshape(table.num_rows, dim), dtype=np.float32)
 
 
+def _fetcher(store: Store, column: str) -> Fetch:
+    """Whole vectors of ``column`` by item id, from the store."""
+    return lambda ids: store.vectors_of(ids, column)
+
+
 def _build(column: str, version: int, table: pa.Table, memory_budget: int | None = None,
-           flat_limit: int | None = None) -> VectorIndex:
+           flat_limit: int | None = None, fetch: Fetch | None = None) -> VectorIndex:
     dim = int(table.schema.field(column).type.list_size) if column in table.schema.names else 0
     if table.num_rows and column in table.column_names:
         table = table.filter(table[column].is_valid())
@@ -204,8 +279,9 @@ def _build(column: str, version: int, table: pa.Table, memory_budget: int | None
     nprobe, recall = tune(index, plan, vecs)
     _direct_map(index)
     rows = table.select(ROW_COLUMNS)
-    return VectorIndex(index, rows, IndexInfo(column, version, len(vecs), plan.factory, nprobe,
-                                              recall, 0, plan.reason))
+    info = IndexInfo(column, version, len(vecs), plan.factory, nprobe, recall, 0, plan.reason,
+                     plan.rerank)
+    return VectorIndex(index, rows, info, fetch=fetch)
 
 
 def _direct_map(index: faiss.Index) -> None:
@@ -253,14 +329,15 @@ def refresh(vidx: VectorIndex, store: Store) -> VectorIndex | None:
             vecs = np.asarray([r[column] for r in new], np.float32)
             index = _writable(vidx.index)
             index.add(np.ascontiguousarray(vecs))
-            vidx = VectorIndex(index, vidx.rows, vidx.info, vidx.alive)
+            vidx = VectorIndex(index, vidx.rows, vidx.info, vidx.alive, vidx.fetch)
             add = pa.Table.from_pylist([{c: r.get(c) for c in ROW_COLUMNS} for r in new],
                                        schema=rows.schema)
             rows = pa.concat_tables([rows, add]).combine_chunks()
             alive = np.concatenate([alive, np.ones(len(new), bool)])
     info = IndexInfo(column, version, int(alive.sum()), vidx.info.kind, vidx.info.nprobe,
-                     vidx.info.recall, len(alive) - int(alive.sum()), vidx.info.reason)
-    return VectorIndex(vidx.index, rows, info, alive)
+                     vidx.info.recall, len(alive) - int(alive.sum()), vidx.info.reason,
+                     vidx.info.rerank)
+    return VectorIndex(vidx.index, rows, info, alive, vidx.fetch or _fetcher(store, column))
 
 
 def _writable(index: faiss.Index) -> faiss.Index:
@@ -338,7 +415,7 @@ def _load_saved(store: Store, column: str) -> VectorIndex | None:
             _direct_map(index)
         if index.ntotal != rows.num_rows or (alive is not None and len(alive) != rows.num_rows):
             return None
-        return VectorIndex(index, rows, _info(m), alive)
+        return VectorIndex(index, rows, _info(m), alive, _fetcher(store, column))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return None  # missing or damaged: rebuilt by the caller
 
@@ -356,7 +433,7 @@ def load_index(store: Store, column: str, previous: VectorIndex | None = None) -
     out = refresh(vidx, store) if vidx is not None else None
     if out is None:
         version, table = store.read_vectors(column)
-        out = _build(column, version, table)
+        out = _build(column, version, table, fetch=_fetcher(store, column))
     try:
         _save(store, out)
     except OSError:

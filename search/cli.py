@@ -566,7 +566,9 @@ def cmd_status(args) -> int:
         fresh = "missing" if f is None else (
             f"{f['type']} with {f['vectors']} vectors, "
             + ("exact, " if not f.get("nprobe") else
-               f"recall@10 {f['recall_at_10']:.3f} at nprobe {f['nprobe']}, ")
+               f"recall@10 {f['recall_at_10']:.3f} at nprobe {f['nprobe']}, "
+               + (f"top {f['rerank']} re-scored with whole vectors, " if f.get("rerank")
+                  else ""))
             + ("fresh" if f["fresh"] else f"stale (built from version {f['built_from_version']}; "
                                           "brought up to date on the next search)"))
         print(f"model: {e['backend']} {e['model']} ({e['weights']}), dim {e['dim']}, embeds "

@@ -24,6 +24,7 @@ def index_status(store: Store) -> dict:
                 "type": info.kind, "vectors": info.count, "built_from_version": info.version,
                 "fresh": info.version == version, "nprobe": info.nprobe,
                 "recall_at_10": info.recall, "dead_slots": info.dead, "why": info.reason,
+                "rerank": info.rerank,
             },
         })
     skipped = store.skipped_rows()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import lancedb
+import numpy as np
 import pyarrow as pa
 
 from indexer.encoders.base import EncoderSpec
@@ -480,6 +481,18 @@ class Store:
             where = "id IN (" + ",".join(sql_str(i) for i in chunk) + ")"
             for row in self._scan(t, cols, where).to_pylist():
                 out[row["id"]] = row
+        return out
+
+    def vectors_of(self, ids: Sequence[str], column: str) -> np.ndarray:
+        """The ``column`` vectors of ``ids``, in that order, as an (n, d) float32 array;
+        rows of ids the store no longer has (deleted since the caller looked) are NaN."""
+        got = self.get_items(list(dict.fromkeys(ids)), ["id", column])
+        dim = self.encoders[column].dim
+        out = np.full((len(ids), dim), np.nan, np.float32)
+        for row, i in enumerate(ids):
+            vec = got.get(i, {}).get(column)
+            if vec is not None:
+                out[row] = vec
         return out
 
     def read_vectors(self, column: str) -> tuple[int, pa.Table]:

@@ -88,11 +88,17 @@ def _rows(col: str, vecs: np.ndarray, start: int, at: float) -> list[dict]:
              "indexed_at": at, col: v.tolist()} for i, v in enumerate(vecs)]
 
 
-@pytest.fixture(params=["flat", "ivf"])
+KINDS = {"flat": "Flat", "ivf": "IVF256,Flat", "pq": "OPQ4_16,IVF256,PQ4"}
+
+
+@pytest.fixture(params=list(KINDS))
 def big_store(request, tmp_path, monkeypatch):
-    """3,000 clustered 16-d rows; "ivf" lowers the exact-search limit so they get IVF."""
-    if request.param == "ivf":
+    """3,000 clustered 16-d rows; "ivf" lowers the exact-search limit so they get IVF,
+    "pq" also the memory budget, so they get product-quantised (and re-ranked)."""
+    if request.param != "flat":
         monkeypatch.setattr(ann_plan, "FLAT_LIMIT", 1_000)
+    if request.param == "pq":
+        monkeypatch.setattr(ann_plan, "default_memory_budget", lambda: 100_000)
     store = Store(str(tmp_path / "db"), create=True)
     col = store.register_encoder(SPEC)
     store.upsert_items(_rows(col, _clustered(3_000, 16), 0, 1.0))
@@ -107,7 +113,8 @@ def _top(vidx, q, k=5):
 def test_new_changed_and_deleted_rows_without_a_rebuild(big_store, monkeypatch):
     store, col, kind = big_store
     first = ann.load_index(store, col)
-    assert first.info.kind == ("Flat" if kind == "flat" else "IVF256,Flat")
+    assert first.info.kind == KINDS[kind]
+    assert first.info.rerank == (ann_plan.RERANK_DEPTH if kind == "pq" else 0)
     assert first.info.recall >= RECALL_TARGET and first.info.count == 3_000
 
     builds = []
@@ -117,7 +124,8 @@ def test_new_changed_and_deleted_rows_without_a_rebuild(big_store, monkeypatch):
     new = rng.normal(size=(20, 16)).astype(np.float32)
     new /= np.linalg.norm(new, axis=1, keepdims=True)
     store.upsert_items(_rows(col, new, 10_000, 2.0))  # new rows
-    moved = -np.asarray(first.vectors([0])[0])  # row 0 re-written with another vector
+    old_row0 = np.asarray(first.vectors([0])[0])
+    moved = -old_row0  # row 0 re-written with another vector
     store.upsert_items(_rows(col, moved[None, :], 0, 3.0))
     gone = str(first.ids[1])
     store.items().delete(f"id = '{gone}'")
@@ -130,7 +138,6 @@ def test_new_changed_and_deleted_rows_without_a_rebuild(big_store, monkeypatch):
         assert _top(second, v)[0][0] == f"{10_000 + i:024x}"
     ids, scores = _top(second, moved)
     assert ids[0] == f"{0:024x}" and scores[0] == pytest.approx(1.0, abs=1e-4)
-    old_row0 = first.vectors([0])[0]
     assert f"{0:024x}" not in _top(second, old_row0)[0]  # its old vector is gone
     all_ids = second.search(np.asarray(old_row0)[None, :], 3_100)[1][0]
     assert gone not in {str(second.ids[p]) for p in all_ids if p >= 0}
@@ -167,9 +174,11 @@ def test_status_shows_the_index_kind_and_recall(big_store, capsys):
     capsys.readouterr()
     assert loupe(["status", "--db", store.dir]) == 0
     out = capsys.readouterr().out
-    if kind == "ivf":
-        assert "IVF256,Flat" in out and "recall@10" in out and "nprobe" in out
-    else:
+    if kind != "flat":
+        assert KINDS[kind] in out and "recall@10" in out and "nprobe" in out
+    if kind == "pq":
+        assert "re-scored" in out
+    if kind == "flat":
         assert "Flat with 3000 vectors" in out and "exact" in out
 
 
@@ -185,3 +194,55 @@ def test_refresh_reads_ids_and_new_rows_only(tmp_path):
     store.read_vectors = lambda c: calls.append(c) or real(c)  # type: ignore[method-assign]
     second = ann.load_index(store, col, previous=first)
     assert calls == [] and second.info.count == 2_005
+
+
+def test_pq_candidates_rescored_with_whole_vectors_reach_the_target():
+    """PQ codes alone miss the target on dense data; re-scoring the top candidates with
+    the whole vectors (what the store keeps) reaches it, on queries tuning never saw."""
+    vecs = _clustered(10_000, 32)
+    plan = plan_index(len(vecs), 32, 10_000 * 16, flat_limit=1_000)
+    assert plan.pq_bytes == 8 and plan.rerank == ann_plan.RERANK_DEPTH
+    index = build(plan, vecs, seed=0)
+    nprobe, recall = tune(index, plan, vecs, seed=0)
+    assert recall >= RECALL_TARGET
+    fresh = tuning_queries(vecs, count=300, seed=7)
+    truth = exact_top(vecs, fresh, 10)
+    codes_only = recall_at(index, fresh, truth)
+    rescored = recall_at(index, fresh, truth, plan.rerank, vecs)
+    assert rescored >= RECALL_TARGET and codes_only < RECALL_TARGET
+    # the re-scored scores are the exact inner products
+    scores, pos = ann_plan.rescore(fresh[:3], index.search(fresh[:3], 100)[1], 10,
+                                   lambda p: vecs[p])
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", fresh[:3], vecs[pos]),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("exact_limit", [10, 4096])
+def test_filtered_ivf_search_returns_the_exact_top_k_of_a_small_selection(
+        tmp_path, monkeypatch, exact_limit):
+    """A filter keeping 40 of 20,000 rows: the tuned nprobe alone would see few of them;
+    the widened probe (or, under the limit, exact scoring) returns the exact top k."""
+    monkeypatch.setattr(ann_plan, "FLAT_LIMIT", 1_000)
+    monkeypatch.setattr(ann, "FILTER_EXACT_LIMIT", exact_limit)
+    store = Store(str(tmp_path / "db"), create=True)
+    col = store.register_encoder(SPEC)
+    vecs = _clustered(20_000, 32 // 2)
+    store.upsert_items(_rows(col, vecs, 0, 1.0))
+    vidx = ann.load_index(store, col)
+    assert vidx.info.kind.startswith("IVF") and vidx.info.nprobe < 64
+    rng = np.random.default_rng(3)
+    keep = np.zeros(len(vidx), bool)
+    keep[rng.choice(len(vidx), 40, replace=False)] = True
+    q = tuning_queries(vecs, count=20, seed=5)
+    scores, pos = vidx.search(q, 10, keep)
+    assert (pos >= 0).all() and keep[pos].all()
+    kept = np.flatnonzero(keep)
+    own = np.asarray([vidx.vectors([p])[0] for p in kept])
+    for row in range(len(q)):
+        want = kept[np.argsort(-(own @ q[row]), kind="stable")[:10]]
+        assert set(pos[row]) == set(want)
+    # fewer rows kept than asked for: all of them, then -1
+    three = np.zeros(len(vidx), bool)
+    three[kept[:3]] = True
+    _, pos = vidx.search(q[:2], 10, three)
+    assert (np.sort(pos[:, :3], axis=1) == np.sort(kept[:3])).all() and (pos[:, 3:] == -1).all()
