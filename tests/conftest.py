@@ -133,6 +133,12 @@ class SoundToyEncoder(ToyEncoder):
 register_backend("toy-sound", lambda spec, device: SoundToyEncoder(spec.preprocess.size[0]))
 
 
+# Models run in full precision in tests unless a test asks otherwise: results are compared
+# with the reference libraries' fp32 (tests/test_precision.py covers bf16). Set for the
+# whole session, so module-scoped fixtures and subprocesses get it too.
+os.environ.setdefault("LOUPE_PRECISION", "fp32")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("LOUPE_DB", str(tmp_path / "default-db"))

@@ -240,16 +240,57 @@ class Encoder(ABC):
         return self.embed_pixels(batch)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX): there a
+    bf16 model runs about twice as fast as fp32; elsewhere it is emulated and slower."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str | None, device: str, bf16_capable: bool) -> str:
+    """The precision a model runs in: "fp32", "bf16" (weights and activations, CPU) or
+    "fp16-autocast" (CUDA). ``precision`` (or ``LOUPE_PRECISION``): "auto" is fp16
+    autocast on CUDA, bf16 on a CPU with native bf16 for a model that supports it, fp32
+    otherwise; "fp32" forces full precision; "bf16" forces bf16 on CPU."""
+    import os
+
+    p = (precision or os.environ.get("LOUPE_PRECISION") or "auto").lower()
+    if p not in PRECISIONS:
+        from indexer.errors import LoupeError
+
+        raise LoupeError(f"precision {p!r}: use one of {', '.join(PRECISIONS)}")
+    if device.startswith("cuda"):
+        return "fp32" if p == "fp32" else "fp16-autocast"
+    if p == "bf16" or (p == "auto" and bf16_capable and cpu_has_bf16()):
+        return "bf16"
+    return "fp32"
+
+
 class TorchEncoder(Encoder):
     """Base of the PyTorch backends: a model in eval mode on a device, and its tokenizer.
 
-    On CUDA, :meth:`_autocast` runs the enclosed code in fp16; elsewhere in fp32.
+    On CUDA, :meth:`_autocast` runs the enclosed code in fp16. On a CPU with native bf16
+    a backend that allows it (``BF16_ON_CPU``) keeps its weights in bf16 (about 2x the
+    fp32 speed; cosine with the fp32 vectors above 0.9999); elsewhere fp32. See
+    :func:`resolve_precision`.
     """
 
-    def __init__(self, model, tokenizer, spec: EncoderSpec, device: str = "cpu"):
+    BF16_ON_CPU = False
+
+    def __init__(self, model, tokenizer, spec: EncoderSpec, device: str = "cpu",
+                 precision: str | None = None):
         import torch
 
-        self.model = model.eval().to(device)
+        self.precision = resolve_precision(precision, device, self.BF16_ON_CPU)
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self.model = model.eval().to(device=device, dtype=self.dtype)
         self.tokenizer = tokenizer
         self.spec = spec
         self.device = device

@@ -96,14 +96,25 @@ def _preprocess_from_model(model) -> ImagePreprocess:
 
 
 class OpenClipEncoder(TorchEncoder):
-    """An open_clip CLIP model behind the Encoder interface (fp16 autocast on CUDA)."""
+    """An open_clip CLIP model behind the Encoder interface (fp16 autocast on CUDA, bf16
+    on CPUs with native bf16, fp32 elsewhere: see ``TorchEncoder``)."""
+
+    BF16_ON_CPU = True
+
+    def __init__(self, model, tokenizer, spec: EncoderSpec, device: str = "cpu",
+                 precision: str | None = None):
+        scale = getattr(model, "logit_scale", None)
+        kept = scale.detach().float().clone() if scale is not None else None
+        super().__init__(model, tokenizer, spec, device, precision)
+        if kept is not None:  # only zero-shot shares use it: kept in full precision
+            self.model.logit_scale.data = kept.to(device)
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 at model size -> (N, dim) unit vectors."""
         torch = self._torch
         if len(pixels) == 0:
             return np.zeros((0, self.dim), np.float32)
-        x = pixels_to_tensor(pixels, self.spec.preprocess, self.device)
+        x = pixels_to_tensor(pixels, self.spec.preprocess, self.device).to(self.dtype)
         with torch.inference_mode(), self._autocast():
             feats = self.model.encode_image(x)
         return l2_normalise(feats.float().cpu().numpy())
@@ -280,8 +291,10 @@ def load_open_clip(
     model: str = DEFAULT_MODEL,
     pretrained: str | None = DEFAULT_PRETRAINED,
     device: str = "auto",
+    precision: str | None = None,
 ) -> OpenClipEncoder:
-    """Build an open_clip encoder with real weights, or fail with a one-line LoupeError."""
+    """Build an open_clip encoder with real weights, or fail with a one-line LoupeError.
+    ``precision``: see ``indexer.encoders.base.resolve_precision``."""
     import open_clip
     import torch
 
@@ -323,4 +336,4 @@ def load_open_clip(
         dim=dim,
         preprocess=_preprocess_from_model(clip),
     )
-    return OpenClipEncoder(clip, tokenizer, spec, device=device)
+    return OpenClipEncoder(clip, tokenizer, spec, device=device, precision=precision)
