@@ -59,6 +59,9 @@ class IndexOptions:
     commit_rows: int = 256  # commit when this many rows are pending...
     commit_seconds: float = 10.0  # ...or this long has passed since the last commit
     retry_failed: bool = False  # look again at files skipped as bad
+    # decode and embed on a Ray cluster: None = on this machine; "" = a local Ray;
+    # "auto" or "ray://host:port" = that cluster (indexer/ray_index.py)
+    ray: str | None = None
     progress: bool = True  # show a progress bar on stderr
     # called with (files done, files to do) after each file (the web UI's progress bar)
     on_progress: Callable[[int, int], None] | None = None
@@ -120,6 +123,16 @@ class _Pending:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # spilled inputs
 
 
+def item_row(r: FileResult, item: Item, run_time: float) -> dict:
+    """The items-table row of one item of a file (without its vectors)."""
+    return {
+        "id": item_id(r.path, item.kind, item.timestamp), "path": r.path, "kind": item.kind,
+        "size": r.size, "mtime_ns": r.mtime_ns, "fingerprint": r.fingerprint,
+        "width": item.width, "height": item.height, "timestamp": item.timestamp,
+        "indexed_at": run_time, "end": item.end, "shot": item.shot, "silent": item.silent,
+    }
+
+
 class _Writer:
     """Buffers rows, file records and skip records; commits them in batches.
 
@@ -148,13 +161,7 @@ class _Writer:
         return len(self.rows) + len(self.reuse) + len(self.skips) + len(self.files)
 
     def add_item(self, r: FileResult, item: Item, vectors: dict[str, np.ndarray]) -> None:
-        row = {
-            "id": item_id(r.path, item.kind, item.timestamp), "path": r.path, "kind": item.kind,
-            "size": r.size, "mtime_ns": r.mtime_ns, "fingerprint": r.fingerprint,
-            "width": item.width, "height": item.height, "timestamp": item.timestamp,
-            "indexed_at": self.run_time, "end": item.end, "shot": item.shot,
-            "silent": item.silent,
-        }
+        row = item_row(r, item, self.run_time)
         row.update(vectors)
         self.rows.append(row)
 
@@ -483,28 +490,31 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
 
     bar = _progress(len(todo), options.progress)
     done = 0
+
+    def handled(r: FileResult) -> None:
+        nonlocal done
+        bar.update(1)
+        bar.set_postfix(items=report.embedded, reused=report.reused,
+                        skipped=report.skipped, refresh=False)
+        done += 1
+        if options.on_progress is not None:
+            options.on_progress(done, len(todo))
+
     try:
-        for r in _results(todo, settings, known, options):
+        local = todo
+        if options.ray is not None:
+            local = _index_on_ray(todo, need, all_columns, settings, known, options, store,
+                                  columns, writer, report, run_time, handled)
+        for r in _results(local, settings, known, options):
             if r.code is not None:
-                if r.code == CODE_NOT_MEDIA:
-                    report.not_media += 1
-                elif r.code == CODE_UNSUPPORTED:
-                    report.unsupported += 1
-                else:
-                    report.skipped += 1
+                _skip(r, report, writer)
                 embedder.drop(r.path)
-                writer.add_skip(r)
             elif r.reused:
                 writer.reuse.append(r)
             else:
                 embedder.add(r, need.get(r.path, all_columns))
             writer.maybe_commit()
-            bar.update(1)
-            bar.set_postfix(items=report.embedded, reused=report.reused,
-                            skipped=report.skipped, refresh=False)
-            done += 1
-            if options.on_progress is not None:
-                options.on_progress(done, len(todo))
+            handled(r)
         embedder.flush()
         writer.commit()
     except KeyboardInterrupt:
@@ -532,6 +542,58 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
             store.mark_complete(c.name)
     store.update_meta(last_run={"finished": time.time(), "roots": roots, **report.as_dict()})
     return report
+
+
+def _skip(r: FileResult, report: IndexReport, writer: _Writer) -> None:
+    """Count and record a file that is not indexed."""
+    if r.code == CODE_NOT_MEDIA:
+        report.not_media += 1
+    elif r.code == CODE_UNSUPPORTED:
+        report.unsupported += 1
+    else:
+        report.skipped += 1
+    writer.add_skip(r)
+
+
+def _index_on_ray(todo: list[FileEntry], need: dict[str, frozenset[str]],
+                  all_columns: frozenset[str], settings, known: frozenset[str],
+                  options: IndexOptions, store: Store, columns: list[_Column],
+                  writer: _Writer, report: IndexReport, run_time: float,
+                  handled: Callable[[FileResult], None]) -> list[FileEntry]:
+    """Decode, embed and write ``todo``'s new rows on Ray (indexer/ray_index.py),
+    recording each wave's files after its rows; returns the files left for this machine
+    (those that only lack a model added to the index: a partial row update)."""
+    from indexer import ray_index
+
+    missing = sorted(set(store.encoders) - all_columns)
+    if missing:
+        raise LoupeError("--ray indexes with every model of the index, and this index also "
+                         f"has {', '.join(missing)}: name all of its models, or leave out "
+                         "--ray")
+    remote = [e for e in todo if need.get(e.path, all_columns) == all_columns]
+    local = [e for e in todo if need.get(e.path, all_columns) != all_columns]
+    if not remote:
+        return local
+    ray_index.connect(options.ray or None, options.workers, options.progress)
+    writer.commit()  # file-level bookkeeping so far lands before the Ray waves
+    schema = store.items().schema
+    uri = ray_index.items_uri(store)
+    # spill_dir is per task on the cluster: each decode task makes its own
+    remote_settings = replace(settings, spill_dir=None)
+    for results in ray_index.embed_on_ray(remote, remote_settings, known, columns, uri,
+                                          schema, run_time, options.batch_size):
+        for r in results:
+            if r.code is not None:
+                _skip(r, report, writer)
+            elif r.reused:
+                writer.reuse.append(r)
+            else:  # its rows are in the store already
+                report.embedded += len(r.items)
+                _count_items(report, [i.kind for i in r.items])
+                writer.add_file(r, len(r.items))
+            handled(r)
+        writer.commit()
+    return local
 
 
 class _Embedder:

@@ -1,0 +1,138 @@
+"""`loupe index --ray`: decoding and embedding on a (local) Ray cluster with Ray Data, rows
+written as Lance fragments by lance-ray, give exactly the rows a local run writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from search.cli import main
+from search.store import Store
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, corpus):
+    """Photos of several formats, a video with three shots, a broken file, not media."""
+    base = tmp_path_factory.mktemp("ray")
+    folder = base / "archive"
+    folder.mkdir()
+    for name in ("astronaut.png", "chelsea.png", "rocket.jpg", "retina.jpg",
+                 "multipage_rgb.tif", "no_time_for_that_tiny.gif"):
+        shutil.copy(corpus / "photos" / name, folder / name)
+    shutil.copy(corpus / "photos" / "coffee.png", folder / "copy-of-coffee.png")
+    (folder / "clips").mkdir()
+    shutil.copy(corpus / "video" / "three_shots_10s.webm", folder / "clips" / "shots.webm")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x01" * 64)
+    (folder / "notes.txt").write_text("not media")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _index(folder, db, model, *extra) -> int:
+    return main(["index", str(folder), "--db", str(db), "--model", model, "--workers", "2",
+                 "--quiet", "--every", "2", *extra])
+
+
+def _table(t, drop: tuple[str, ...]) -> list[dict]:
+    a = t.to_arrow()
+    a = a.drop_columns([c for c in drop if c in a.column_names])
+    key = "id" if "id" in a.column_names else "path"
+    return sorted(a.to_pylist(), key=lambda r: r[key])
+
+
+def _same_rows(a: Store, b: Store) -> int:
+    col = next(iter(a.encoders))
+    assert list(a.encoders) == list(b.encoders)
+    ra, rb = _table(a.items(), ("indexed_at",)), _table(b.items(), ("indexed_at",))
+    assert len(ra) == len(rb) and len({r["id"] for r in rb}) == len(rb)  # no id twice
+    for x, y in zip(ra, rb, strict=True):
+        va, vb = x.pop(col), y.pop(col)
+        assert x == y
+        # one batch of other items' company apart: float noise only
+        np.testing.assert_allclose(va, vb, atol=2e-5)
+    assert _table(a.files(), ("indexed_at",)) == _table(b.files(), ("indexed_at",))
+    assert _table(a.skipped(), ("at",)) == _table(b.skipped(), ("at",))
+    return len(ra)
+
+
+def test_ray_run_writes_exactly_the_rows_of_a_local_run(archive, tmp_path, tiny_clip_dir,
+                                                        local_ray, capsys):
+    assert _index(archive, tmp_path / "local", tiny_clip_dir) == 0
+    capsys.readouterr()
+    assert _index(archive, tmp_path / "ray", tiny_clip_dir, "--json", "--ray") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert ray.is_initialized()  # it really ran on Ray
+    local, remote = Store(str(tmp_path / "local")), Store(str(tmp_path / "ray"))
+    n = _same_rows(local, remote)
+    kinds = {r["kind"] for r in remote.items().to_arrow().select(["kind"]).to_pylist()}
+    assert n > 10 and kinds == {"photo", "frame"}
+    assert report["embedded"] == n and report["skipped"] == 1 and report["videos"] == 1
+    # the rows were appended as Lance fragments by lance-ray (one commit for the wave)
+    import lance
+
+    ds = lance.dataset(os.path.join(str(tmp_path / "ray"), "items.lance"))
+    assert ds.count_rows() == n and len(ds.get_fragments()) >= 1
+
+    # searches agree
+    from search.engine import Searcher
+
+    a = [h.id for h in Searcher(Store(str(tmp_path / "local"))).search(["a cat"], k=5)]
+    b = [h.id for h in Searcher(Store(str(tmp_path / "ray"))).search(["a cat"], k=5)]
+    assert a == b
+
+    # an unchanged archive: nothing is embedded again; a changed file is redone on Ray,
+    # its old rows replaced (no id twice), exactly as a local run replaces them
+    assert _index(archive, tmp_path / "ray", tiny_clip_dir, "--json", "--ray") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["embedded"] == 0 and again["unchanged"] == again["files_seen"]
+    shutil.copy(archive / "chelsea.png", tmp_path / "chelsea.png")
+    try:
+        shutil.copy(archive / "astronaut.png", archive / "chelsea.png")
+        assert _index(archive, tmp_path / "local", tiny_clip_dir) == 0
+        assert _index(archive, tmp_path / "ray", tiny_clip_dir, "--ray") == 0
+        assert _same_rows(Store(str(tmp_path / "local")), Store(str(tmp_path / "ray"))) == n
+    finally:
+        shutil.copy(tmp_path / "chelsea.png", archive / "chelsea.png")
+
+
+def test_ray_refuses_a_run_without_every_model_of_the_index(archive, tmp_path, tiny_clip_dir,
+                                                             local_ray):
+    """A library caller indexing with one of an index's two models: a Ray run appends
+    whole rows, so it refuses (the CLI always runs every model of the index)."""
+    from tiny_models import make_tiny_clip_dir
+
+    from indexer.encoders import load_encoder
+    from indexer.errors import LoupeError
+    from indexer.pipeline import IndexOptions, index_paths
+
+    other = make_tiny_clip_dir(str(tmp_path / "other-tiny"), seed=1)
+    db = tmp_path / "two"
+    assert main(["index", str(archive / "rocket.jpg"), "--db", str(db), "--model", tiny_clip_dir,
+                 "--model", other, "--workers", "0", "--quiet"]) == 0
+    one = load_encoder(tiny_clip_dir, None, "cpu")
+    with pytest.raises(LoupeError, match="--ray indexes with every model"):
+        index_paths([str(archive)], Store(str(db)), one,
+                    IndexOptions(workers=1, progress=False, ray=""))
+
+
+def test_items_written_by_ray_keep_the_store_schema(archive, tmp_path, tiny_clip_dir, local_ray):
+    db = tmp_path / "schema"
+    assert _index(archive / "clips", db, tiny_clip_dir, "--ray") == 0
+    store = Store(str(db))
+    col = next(iter(store.encoders))
+    field = store.items().schema.field(col)
+    assert pa.types.is_fixed_size_list(field.type) and field.type.list_size == \
+        store.encoders[col].dim
