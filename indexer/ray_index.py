@@ -25,7 +25,6 @@ forks a process that has opened the store.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import shutil
 import tempfile
@@ -213,5 +212,5 @@ def embed_on_ray(todo: Sequence[FileEntry], settings: DecodeSettings, known: fro
 
 def items_uri(store) -> str:
     """Where the store's items table lies (a Lance dataset inside the LanceDB folder)."""
-    uri = getattr(store.items(), "uri", None) or os.path.join(store.dir, "items.lance")
-    return str(uri)
+    uri = getattr(store.items(), "uri", None)
+    return str(uri or store.tables_uri.rstrip("/") + "/items.lance")

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "kept up to date.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     _add_db(p)
+    p.add_argument("--tables-uri", default=None, metavar="URI",
+                   help="a new index keeps its LanceDB tables (the vectors and their "
+                        "provenance) here instead of in --db: s3://BUCKET/PATH, gs://..., "
+                        "az://... (credentials from the environment, as LanceDB reads "
+                        "them); --db keeps meta.json, the FAISS index and caches")
     _add_encoder(p, for_query=False)
     p.add_argument("--add", action="store_true",
                    help="add --model(s) the index does not hold yet (their vectors are "
@@ -296,7 +301,10 @@ def cmd_index(args) -> int:
         load_vocabulary(args.tags)  # a bad label file fails before anything is written
     existing = existing_store(db)
     encoders = _encoders_for_index(args, existing)
-    store = existing or Store(db, create=True)
+    if existing is not None and args.tables_uri and args.tables_uri != existing.tables_uri:
+        raise LoupeError(f"the index at {db} keeps its tables at {existing.tables_uri}; "
+                         "--tables-uri only applies to a new index")
+    store = existing or Store(db, create=True, tables_uri=args.tables_uri)
     if args.tags is not None or args.no_tags:
         _set_tagging(store, args.tags, encoders)
     opts = IndexOptions(batch_size=args.batch_size, workers=args.workers,
@@ -565,6 +573,8 @@ def cmd_status(args) -> int:
         print(json.dumps(st, indent=2, ensure_ascii=False))
         return EXIT_OK
     print(f"index: {st['db']} (store version {st['store_version']})")
+    if st.get("tables") and st["tables"] != st["db"]:
+        print(f"tables: {st['tables']}")
     files = ", ".join(f"{n} {k}" for k, n in sorted(st["files"].items())) or "none"
     print(f"files: {files}")
     counts = ", ".join(f"{n} {k}" for k, n in sorted(st["counts"].items())) or "empty"

@@ -39,6 +39,7 @@ def index_status(store: Store) -> dict:
             partial.append({"path": f["path"], "problem": f["problem"]})
     return {
         "db": store.dir,
+        "tables": store.tables_uri,
         "store_version": version,
         "items": sum(counts.values()),
         "counts": counts,

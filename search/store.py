@@ -179,7 +179,11 @@ def _chunks(seq: Sequence, n: int) -> Iterable[Sequence]:
 class Store:
     """A Loupe database directory (see module docstring)."""
 
-    def __init__(self, db_dir: str, create: bool = False):
+    def __init__(self, db_dir: str, create: bool = False, tables_uri: str | None = None):
+        """Open (``create``: or make) the index at ``db_dir``. ``tables_uri``: where a new
+        index keeps its LanceDB tables (the store of record), e.g. ``s3://bucket/loupe``;
+        by default the folder itself. The folder always holds the small local state:
+        ``meta.json``, the FAISS files, caches."""
         self.dir = os.path.abspath(db_dir)
         self.meta_path = os.path.join(self.dir, "meta.json")
         if not os.path.exists(self.meta_path):
@@ -189,12 +193,22 @@ class Store:
                     "(or pass --db / set LOUPE_DB)"
                 )
             os.makedirs(self.dir, exist_ok=True)
-            self._write_meta({"format": FORMAT_VERSION, "encoders": {}, "encoder_order": [],
-                              "incomplete_columns": [], "created": time.time()})
+            meta = {"format": FORMAT_VERSION, "encoders": {}, "encoder_order": [],
+                    "incomplete_columns": [], "created": time.time()}
+            if tables_uri:
+                meta["tables_uri"] = tables_uri
+            self._write_meta(meta)
         self.meta = self._read_meta()
+        recorded = self.meta.get("tables_uri")
+        if tables_uri and tables_uri != recorded:
+            raise LoupeError(f"the index at {self.dir} keeps its tables at "
+                             f"{recorded or self.dir}, not {tables_uri}")
+        self.tables_uri = recorded or self.dir
         # Every read sees the latest commit, also another process's (a UI open while
         # `loupe index` or `loupe ground` writes); pinned reads use checkout(version).
-        self.db = lancedb.connect(self.dir, read_consistency_interval=timedelta(0))
+        # Object stores take their credentials from the environment (AWS_*, GOOGLE_*,
+        # AZURE_*), as LanceDB does.
+        self.db = lancedb.connect(self.tables_uri, read_consistency_interval=timedelta(0))
         self._items = None
         self._files = None
         self._skipped = None

@@ -330,3 +330,27 @@ def test_unchanged_rerun_with_flags_loads_no_model_and_swapped_weights_are_caugh
     _assert_one_line_error(*_run(capsys, *argv), "no longer the same", "weights_id")
     rows = Store(str(tmp_path / "db")).item_states()
     assert sorted(os.path.basename(p) for p in rows) == ["a.png"]
+
+
+def test_tables_elsewhere_than_the_index_folder(tmp_path, tiny_clip_dir, corpus, capsys):
+    """--tables-uri: the LanceDB tables (store of record) live at a URI of their own (an
+    object store in production; a file:// folder here), the index folder keeps only its
+    local state, and every later command finds the tables through meta.json."""
+    photos = tmp_path / "p"
+    photos.mkdir()
+    for name in ("chelsea.png", "rocket.jpg", "coffee.png"):
+        shutil.copy(corpus / "photos" / name, photos / name)
+    db, tables = tmp_path / "db", tmp_path / "bucket" / "loupe"
+    uri = f"file://{tables}"
+    assert main(["index", str(photos), "--db", str(db), "--model", tiny_clip_dir,
+                 "--workers", "0", "--quiet", "--tables-uri", uri]) == 0
+    assert (tables / "items.lance").is_dir() and not (db / "items.lance").exists()
+    assert Store(str(db)).tables_uri == uri and Store(str(db)).counts() == {"photo": 3}
+    capsys.readouterr()
+    assert main(["search", "--db", str(db), str(photos / "rocket.jpg"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["path"] == str(photos / "rocket.jpg")
+    assert main(["status", "--db", str(db)]) == 0
+    assert f"tables: {uri}" in capsys.readouterr().out
+    assert main(["index", str(photos), "--db", str(db), "--quiet",
+                 "--tables-uri", f"file://{tmp_path}/elsewhere"]) != 0
+    assert "--tables-uri only applies to a new index" in capsys.readouterr().err
