@@ -12,7 +12,6 @@ quarter of the index, a change is large, or the planned index type changes with 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -44,6 +43,20 @@ class IndexInfo:
 
 
 FILTER_EXACT_LIMIT = 4096  # a filter keeping at most this many rows: scored exactly
+GPU_MAX_K = 2048  # FAISS GPU indexes return at most this many neighbours per query
+
+
+def gpu_count() -> int:
+    """GPUs FAISS can search on: 0 with the default faiss-cpu install, or when
+    ``LOUPE_FAISS_GPU=0``."""
+    if os.environ.get("LOUPE_FAISS_GPU", "auto") == "0":
+        return 0
+    if not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    try:
+        return int(faiss.get_num_gpus())
+    except (AttributeError, RuntimeError):
+        return 0
 
 Fetch = Callable[[list[str]], np.ndarray]  # item ids -> their whole stored vectors
 
@@ -73,6 +86,19 @@ class VectorIndex:
         self.mtimes = (np.asarray([np.nan if t is None else t / 1e9 for t in mt], np.float64)
                        if mt else np.full(len(ts), np.nan))
         self._masks: dict[tuple, np.ndarray | None] = {}
+        self._gpu: faiss.Index | None | bool = None  # copy on the GPUs (False: none)
+
+    def gpu_index(self) -> faiss.Index | None:
+        """The index copied to every GPU (faiss-gpu) for unfiltered searches, made on
+        first use; None without GPUs or when FAISS cannot place this kind there."""
+        if not len(self) or not gpu_count():
+            return None
+        if self._gpu is None:
+            try:
+                self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+            except (RuntimeError, AttributeError):
+                self._gpu = False  # e.g. an HNSW coarse quantizer: stays on the CPU
+        return self._gpu or None
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -145,6 +171,12 @@ class VectorIndex:
         if mask is None:
             mask = self.alive
         exact = isinstance(self.index, faiss.IndexFlat)
+        gpu = self.gpu_index() if (mask is None or mask is self.alive) else None
+        if gpu is not None:
+            dead = 0 if self.alive is None else len(self.alive) - int(self.alive.sum())
+            depth = min(n, depth_for(k, self.info.rerank) + dead)
+            if depth <= GPU_MAX_K:
+                return self._search_gpu(gpu, q, k, depth)
         if mask is None and len(q) <= 4 and exact:
             return self._few_queries_flat(q, k)
         if exact:
@@ -162,6 +194,22 @@ class VectorIndex:
             return rescore(q, pos, k, self.vectors)
         return scores[:, :k], pos[:, :k]
 
+    def _search_gpu(self, gpu: faiss.Index, q: np.ndarray, k: int,
+                    depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Search the GPU copy ``depth`` deep (k, plus the re-scoring depth of a PQ
+        index, plus the number of dead slots: so k live ones are among them, exactly as
+        a filtered search would find them), drop dead slots, re-score PQ candidates."""
+        scores, pos = gpu.search(q, depth)
+        if self.alive is not None:
+            dead = (pos >= 0) & ~self.alive[np.maximum(pos, 0)]
+            scores = np.where(dead, -np.inf, scores).astype(np.float32)
+            pos = np.where(dead, -1, pos)
+            order = np.argsort(pos < 0, axis=1, kind="stable")  # live first, in rank order
+            scores, pos = np.take_along_axis(scores, order, 1), np.take_along_axis(pos, order, 1)
+        if self.info.rerank and self.fetch is not None:
+            return rescore(q, pos, k, self.vectors)
+        return scores[:, :k], pos[:, :k]
+
     def _probe(self, q: np.ndarray, k: int,
                mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """IVF search for k per query, through ``mask``: nprobe scaled by 1 / the share
@@ -171,7 +219,8 @@ class VectorIndex:
             return self.index.search(q, k)
         kept = int(mask.sum())
         want = min(k, kept)
-        nprobe = min(ivf.nlist, max(ivf.nprobe, math.ceil(ivf.nprobe * len(mask) / max(kept, 1))))
+        # as many kept candidates as an unfiltered probe sees (a few dead slots: the same)
+        nprobe = min(ivf.nlist, max(ivf.nprobe, round(ivf.nprobe * len(mask) / max(kept, 1))))
         with _selector(mask) as sel:
             while True:
                 params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)

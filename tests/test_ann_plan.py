@@ -3,6 +3,7 @@ queries, and indexes kept in step with the store without full rebuilds."""
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
@@ -246,3 +247,44 @@ def test_filtered_ivf_search_returns_the_exact_top_k_of_a_small_selection(
     three[kept[:3]] = True
     _, pos = vidx.search(q[:2], 10, three)
     assert (np.sort(pos[:, :3], axis=1) == np.sort(kept[:3])).all() and (pos[:, 3:] == -1).all()
+
+
+class _FakeGpu:
+    """Stands in for a faiss-gpu copy (CI has no GPU): a clone of the CPU index that
+    counts its searches, so the dispatch and the dead-slot handling are checked."""
+
+    def __init__(self, index):
+        self.index = faiss.clone_index(index)
+        self.calls = 0
+
+    def search(self, q, k):
+        self.calls += 1
+        return self.index.search(q, k)
+
+
+def test_unfiltered_searches_go_to_the_gpu_copy_and_agree(big_store, monkeypatch):
+    store, col, kind = big_store
+    monkeypatch.setattr(ann, "FILTER_EXACT_LIMIT", 0)  # this small index: probe as a big one
+    vidx = ann.load_index(store, col)
+    store.items().delete(f"id = '{vidx.ids[5]}'")  # a dead slot after the refresh
+    vidx = ann.load_index(store, col, previous=vidx)
+    assert vidx.alive is not None and not vidx.alive[5]
+    q = tuning_queries(vidx.vectors(np.flatnonzero(vidx.alive)[:500]), count=30, seed=2)
+    q = np.vstack([q, vidx.vectors([6])])
+    monkeypatch.setenv("LOUPE_FAISS_GPU", "0")
+    want = vidx.search(q, 10)
+    monkeypatch.delenv("LOUPE_FAISS_GPU")
+    made = []
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus",
+                        lambda index: made.append(_FakeGpu(index)) or made[-1], raising=False)
+    got = vidx.search(q, 10)
+    assert len(made) == 1 and made[0].calls == 1
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    # the same hits (exactly tied scores may come in another order)
+    assert [set(r) for r in got[1]] == [set(r) for r in want[1]]
+    assert 5 not in got[1]  # the dead slot is never returned
+    # filtered searches stay on the CPU index (FAISS GPU indexes take no selector)
+    vidx.search(q, 10, vidx.mask(kind="photo"))
+    assert made[0].calls == 1 and len(made) == 1
