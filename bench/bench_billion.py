@@ -48,20 +48,33 @@ from search.ann_plan import rescore, set_search_params  # noqa: E402
 CHUNK = 250_000
 
 
-def vectors_file(work: str, n: int, dim: int, seed: int, clusters: int = 10_000) -> np.memmap:
-    """The N x dim float32 vectors on disk (made once, chunk by chunk, seeded)."""
-    path = os.path.join(work, f"vectors-{n}-{dim}-s{seed}.f32")
+def vectors_file(work: str, n: int, dim: int, seed: int, latent: int = 0,
+                 clusters: int = 10_000) -> np.memmap:
+    """The N x dim float32 vectors on disk (made once, chunk by chunk, seeded).
+
+    ``latent`` 0: cluster centres plus isotropic noise in all ``dim`` dimensions (a worst
+    case: a query's neighbours are nearly tied). ``latent`` d: points of a mixture in a
+    d-dimensional space mapped into ``dim`` by a fixed random map, plus a little
+    isotropic noise: low intrinsic dimension, as image embeddings have."""
+    path = os.path.join(work, f"vectors-{n}-{dim}-l{latent}-s{seed}.f32")
     if os.path.exists(path) and os.path.getsize(path) == n * dim * 4:
         return np.memmap(path, np.float32, "r", shape=(n, dim))
     os.makedirs(work, exist_ok=True)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    space = latent or dim
+    centres = rng.normal(size=(clusters, space)).astype(np.float32)
+    lift = (np.linalg.qr(rng.normal(size=(dim, latent)))[0].T.astype(np.float32)
+            if latent else None)
     out = np.memmap(path + ".tmp", np.float32, "w+", shape=(n, dim))
     for s in range(0, n, CHUNK):
         m = min(CHUNK, n - s)
-        v = centres[rng.integers(0, clusters, m)] + 0.7 * rng.normal(size=(m, dim)).astype(
+        v = centres[rng.integers(0, clusters, m)] + 0.7 * rng.normal(size=(m, space)).astype(
             np.float32)
+        if lift is not None:
+            v = v @ lift
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            v += 0.02 * rng.normal(size=(m, dim)).astype(np.float32)
         out[s:s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
     out.flush()
     del out
@@ -95,6 +108,33 @@ def exact_top(vecs: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return best_p
 
 
+def build_index(vecs: np.ndarray, factory: str, train: int | None,
+                seed: int) -> tuple[faiss.Index, faiss.IndexIVF, int, float, float]:
+    """Train on a seeded sample, add every vector in chunks; (index, its IVF part,
+    training sample size, train seconds, add seconds)."""
+    n, dim = vecs.shape
+    print("[2] train", flush=True)
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    take = min(n, train or max(10_000, 40 * ivf.nlist))
+    rng = np.random.default_rng(seed)
+    sample = np.asarray(vecs[np.sort(rng.choice(n, take, replace=False))])
+    ivf.cp.seed = seed
+    t0 = time.perf_counter()
+    index.train(sample)
+    train_s = time.perf_counter() - t0
+    del sample
+    print(f"  trained on {take:,} in {train_s:.0f}s", flush=True)
+
+    print("[3] add", flush=True)
+    t0 = time.perf_counter()
+    for s in range(0, n, CHUNK):
+        index.add(np.ascontiguousarray(vecs[s:s + CHUNK]))
+    add_s = time.perf_counter() - t0
+    print(f"  added {n:,} in {add_s:.0f}s ({n / add_s:,.0f} vectors/s)", flush=True)
+    return index, ivf, take, train_s, add_s
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -108,38 +148,31 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=1.6e9, help="vectors to extrapolate to")
     ap.add_argument("--shard-gib", type=float, default=64.0, help="memory per shard")
     ap.add_argument("--work", default=os.path.join(DEFAULT_WORK, "billion"))
+    ap.add_argument("--latent", type=int, default=64,
+                    help="intrinsic dimension of the data (64); 0: isotropic noise")
+    ap.add_argument("--reuse", action="store_true",
+                    help="search the index a previous run saved for the same settings")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     n, dim, k = args.n, args.dim, 10
     factory = args.factory or f"IVF{args.nlist},PQ{args.pq}"
     print(f"bench_billion: {machine_info()}; {n:,} x {dim}, {factory}, faiss {faiss.__version__}"
-          f", {faiss.omp_get_max_threads()} threads")
+          f", {faiss.omp_get_max_threads()} threads, data: "
+          + (f"intrinsic dimension {args.latent}" if args.latent else "isotropic noise"))
 
     print("[1] vectors on disk", flush=True)
-    vecs = vectors_file(args.work, n, dim, args.seed)
+    vecs = vectors_file(args.work, n, dim, args.seed, args.latent)
 
-    print("[2] train", flush=True)
-    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    ivf = faiss.extract_index_ivf(index)
-    take = min(n, args.train or max(10_000, 40 * ivf.nlist))
-    rng = np.random.default_rng(args.seed)
-    sample = np.asarray(vecs[np.sort(rng.choice(n, take, replace=False))])
-    ivf.cp.seed = args.seed
-    t0 = time.perf_counter()
-    index.train(sample)
-    train_s = time.perf_counter() - t0
-    del sample
-    print(f"  trained on {take:,} in {train_s:.0f}s", flush=True)
-
-    print("[3] add", flush=True)
-    t0 = time.perf_counter()
-    for s in range(0, n, CHUNK):
-        index.add(np.ascontiguousarray(vecs[s:s + CHUNK]))
-    add_s = time.perf_counter() - t0
-    print(f"  added {n:,} in {add_s:.0f}s ({n / add_s:,.0f} vectors/s)", flush=True)
-    path = os.path.join(args.work, "index.faiss")
-    faiss.write_index(index, path)
+    path = os.path.join(args.work, f"index-{n}-l{args.latent}-{factory.replace(',', '_')}.faiss")
+    if args.reuse and os.path.exists(path):
+        print(f"[2-3] index reused from {path} (--reuse)", flush=True)
+        index = faiss.read_index(path)
+        ivf = faiss.extract_index_ivf(index)
+        take, train_s, add_s = 0, float("nan"), float("nan")
+    else:
+        index, ivf, take, train_s, add_s = build_index(vecs, factory, args.train, args.seed)
+        faiss.write_index(index, path)
     index_bytes = os.path.getsize(path)
     per_vector = index_bytes / n
 
@@ -186,7 +219,7 @@ def main() -> None:
     total = per_vector * target
     shards = int(np.ceil(total / (args.shard_gib * 2**30)))
     cores = os.cpu_count() or 1
-    add_core_h = target / (n / add_s) * cores / 3600
+    add_core_h = target / (n / add_s) * cores / 3600 if add_s == add_s else float("nan")
     print(f"\n[6] extrapolation to {target:,.0f} vectors")
     print(f"  index: {index_bytes / 2**20:,.0f} MiB for {n:,} = {per_vector:.1f} bytes per "
           f"vector -> {total / 2**30:,.0f} GiB at {target:,.0f}: {shards} shards of "
@@ -199,8 +232,9 @@ def main() -> None:
           f"{best['p50_ms']:.1f} ms p50 per query per shard (shards are searched in parallel; "
           f"the {args.rerank} re-scored vectors are {args.rerank * dim * 4 / 1024:.0f} KiB "
           "of reads per query)")
-    write_json(args.out, "bench_billion.json", {
-        "n": n, "dim": dim, "factory": factory, "train_size": take, "train_s": train_s,
+    write_json(args.out, f"bench_billion-l{args.latent}.json", {
+        "latent": args.latent, "n": n, "dim": dim, "factory": factory, "train_size": take,
+        "train_s": train_s,
         "add_s": add_s, "index_bytes": index_bytes, "bytes_per_vector": per_vector,
         "exact_scan_ms_per_query": exact_s / len(q) * 1000, "by_nprobe": rows,
         "target": target, "target_gib": total / 2**30, "shards": shards,

@@ -23,7 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 
-from search.ann_plan import build, depth_for, plan_index, rescore, set_search_params, tune
+from search.ann_plan import (
+    build,
+    depth_for,
+    plan_index,
+    rescore,
+    set_search_params,
+    tune_rerank,
+)
 from search.store import Store
 
 
@@ -325,11 +332,11 @@ def _build(column: str, version: int, table: pa.Table, memory_budget: int | None
     table = _with_row_columns(table)
     plan = plan_index(len(vecs), vecs.shape[1], memory_budget, flat_limit)
     index = build(plan, vecs)
-    nprobe, recall = tune(index, plan, vecs)
+    nprobe, recall, depth = tune_rerank(index, plan, vecs)
     _direct_map(index)
     rows = table.select(ROW_COLUMNS)
     info = IndexInfo(column, version, len(vecs), plan.factory, nprobe, recall, 0, plan.reason,
-                     plan.rerank)
+                     depth)
     return VectorIndex(index, rows, info, fetch=fetch)
 
 

@@ -211,6 +211,12 @@ def test_pq_candidates_rescored_with_whole_vectors_reach_the_target():
     codes_only = recall_at(index, fresh, truth)
     rescored = recall_at(index, fresh, truth, plan.rerank, vecs)
     assert rescored >= RECALL_TARGET and codes_only < RECALL_TARGET
+    # codes too coarse for 100 candidates (2 bytes): deeper re-scoring is tuned in
+    coarse = ann_plan.IndexPlan("IVF64,PQ2", nlist=64, pq_bytes=2, train_size=10_000)
+    small = build(coarse, vecs, seed=0)
+    at_100 = tune(small, coarse, vecs, seed=0)[1]
+    nprobe, deeper, depth = ann_plan.tune_rerank(small, coarse, vecs, seed=0)
+    assert at_100 < RECALL_TARGET <= deeper and depth > ann_plan.RERANK_DEPTH
     # the re-scored scores are the exact inner products
     scores, pos = ann_plan.rescore(fresh[:3], index.search(fresh[:3], 100)[1], 10,
                                    lambda p: vecs[p])
