@@ -45,10 +45,11 @@ DECODE_BATCH = 4  # files per decode task call
 
 def _ray():
     try:
+        import lance_ray  # noqa: F401  (checked here: the writes need it)
         import ray
-    except ImportError as e:  # pragma: no cover - ray is part of the install
-        raise LoupeError("--ray needs Ray Data and lance-ray: pip install 'ray[data]' "
-                         "lance-ray") from e
+    except ImportError as e:  # the "ray" extra is not installed
+        raise LoupeError(f"--ray needs Ray Data and lance-ray ({e.name} is missing): "
+                         "pip install -e '.[ray]' in Loupe's folder") from e
     return ray
 
 

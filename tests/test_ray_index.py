@@ -136,3 +136,14 @@ def test_items_written_by_ray_keep_the_store_schema(archive, tmp_path, tiny_clip
     field = store.items().schema.field(col)
     assert pa.types.is_fixed_size_list(field.type) and field.type.list_size == \
         store.encoders[col].dim
+
+
+def test_without_the_ray_extra_the_error_says_what_to_install(monkeypatch):
+    import sys
+
+    from indexer import ray_index
+    from indexer.errors import LoupeError
+
+    monkeypatch.setitem(sys.modules, "lance_ray", None)  # as if not installed
+    with pytest.raises(LoupeError, match=r"lance_ray is missing\): pip install -e '\.\[ray\]'"):
+        ray_index._ray()
