@@ -34,6 +34,7 @@ from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from indexer.errors import LoupeError
 from indexer.scan import FileEntry
@@ -166,7 +167,7 @@ def _to_items(batch: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def _only(role: str):
     def keep(batch: pa.Table) -> pa.Table:
-        return batch.filter(pa.compute.equal(batch["role"], role))
+        return batch.filter(pc.equal(batch["role"], role))
 
     return keep
 
