@@ -21,6 +21,7 @@ def test_the_precision_follows_device_hardware_and_request(monkeypatch):
     monkeypatch.setattr(base, "cpu_has_bf16", lambda: False)
     assert resolve_precision("auto", "cpu", True) == "fp32"  # emulated bf16 is slower
     assert resolve_precision("bf16", "cpu", True) == "bf16"  # asked for: granted
+    assert resolve_precision("bf16", "cpu", False) == "fp32"  # not for a backend without it
     monkeypatch.setenv("LOUPE_PRECISION", "bf16")
     assert resolve_precision(None, "cpu", True) == "bf16"
     with pytest.raises(LoupeError, match="precision 'fp8'"):

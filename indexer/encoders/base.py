@@ -258,7 +258,8 @@ def resolve_precision(precision: str | None, device: str, bf16_capable: bool) ->
     """The precision a model runs in: "fp32", "bf16" (weights and activations, CPU) or
     "fp16-autocast" (CUDA). ``precision`` (or ``LOUPE_PRECISION``): "auto" is fp16
     autocast on CUDA, bf16 on a CPU with native bf16 for a model that supports it, fp32
-    otherwise; "fp32" forces full precision; "bf16" forces bf16 on CPU."""
+    otherwise; "fp32" forces full precision; "bf16" forces bf16 on CPU for a model that
+    supports it (``bf16_capable``; others stay fp32)."""
     import os
 
     p = (precision or os.environ.get("LOUPE_PRECISION") or "auto").lower()
@@ -268,7 +269,7 @@ def resolve_precision(precision: str | None, device: str, bf16_capable: bool) ->
         raise LoupeError(f"precision {p!r}: use one of {', '.join(PRECISIONS)}")
     if device.startswith("cuda"):
         return "fp32" if p == "fp32" else "fp16-autocast"
-    if p == "bf16" or (p == "auto" and bf16_capable and cpu_has_bf16()):
+    if bf16_capable and (p == "bf16" or (p == "auto" and cpu_has_bf16())):
         return "bf16"
     return "fp32"
 
