@@ -142,7 +142,9 @@ def crash_setup(tmp_path_factory, tiny_clip_dir):
         logs[point] = open(base / f"{point}.stderr", "w+")  # closed in the finally below
         procs[point] = subprocess.Popen(
             [*_loupe_cmd(), "index", str(photos), "--db", db, "--model", tiny_clip_dir,
-             "--workers", "2", "--commit-rows", "16", "--batch-size", "8", "--quiet"],
+             # small commits: many chances to stop a run near its kill point, even on a
+             # loaded machine where a poll can take a while
+             "--workers", "2", "--commit-rows", "4", "--batch-size", "4", "--quiet"],
             env=env, stdout=subprocess.DEVNULL, stderr=logs[point], text=True,
             start_new_session=True)  # its own process group: the kill reaches the workers
         counters[point] = _RowCounter(db)
