@@ -349,12 +349,17 @@ class Store:
         """Open table ``name`` (kept in ``attr``), creating it with ``schema()`` if asked."""
         table = getattr(self, attr)
         if table is None:
+            half_made = False
             if name in self._table_names():
-                table = self.db.open_table(name)
-            elif create:
-                table = self.db.create_table(name, schema=schema())
-            else:
-                return None
+                try:
+                    table = self.db.open_table(name)
+                except ValueError:  # a run killed while creating it: a folder, no version
+                    half_made = True
+            if table is None:
+                if not create:
+                    return None
+                table = self.db.create_table(name, schema=schema(),
+                                             mode="overwrite" if half_made else "create")
             setattr(self, attr, table)
         return table
 

@@ -279,3 +279,26 @@ def test_killed_run_recovers_to_clean_result(crash_setup, point, capsys):
     probe = sorted(r["path"] for r in clean.values())[N_GOOD // 3]
     hits = _search_json(capsys, probe, "-k", "3", "--db", run.db)
     assert hits[0]["path"] == probe and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_table_whose_creation_was_killed_is_made_again(tmp_path, toy):
+    """A kill while LanceDB creates a table leaves its folder without a version: it is
+    listed but cannot be opened. It reads as missing, and the next write makes it anew."""
+    from conftest import solid
+
+    from indexer.pipeline import IndexOptions, index_paths
+
+    db = tmp_path / "db"
+    store = Store(str(db), create=True)
+    solid(tmp_path / "photos" / "a.png", (200, 30, 30))
+    index_paths([str(tmp_path / "photos")], store, toy, IndexOptions(workers=0, progress=False))
+    (db / "skipped.lance" / "_versions").mkdir(parents=True)  # the killed creation
+    fresh = Store(str(db))
+    assert fresh.skipped(create=False) is None
+    assert index_status(fresh)["skipped"] == []
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    report = index_paths([str(tmp_path / "photos")], fresh, toy,
+                         IndexOptions(workers=0, progress=False))
+    assert report.skipped == 1
+    assert [s["path"] for s in index_status(Store(str(db)))["skipped"]] == [
+        str(tmp_path / "photos" / "broken.jpg")]
