@@ -7,17 +7,15 @@ diffs the disk against the store again and does only what is missing.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from indexer.decode_pool import DEFAULT_SEGMENT_SECONDS, decode_files
 from indexer.encoders.base import AudioPreprocess, Encoder, ImagePreprocess
 from indexer.errors import LoupeError
 from indexer.image_decode import DEFAULT_MAX_PIXELS
@@ -29,9 +27,6 @@ from indexer.worker import (
     FileResult,
     Item,
     default_workers,
-    init_worker,
-    process_file,
-    process_file_with,
 )
 from search.store import (
     AUDIO,
@@ -55,6 +50,8 @@ class IndexOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse images above this many pixels
     draft_factor: float | None = 2.0  # JPEG draft decode down to this multiple of model input
     frame_interval: float = 1.0  # seconds between sampled video frames
+    # long videos are decoded in parallel segments of about this many seconds (None: not)
+    video_segment: float | None = DEFAULT_SEGMENT_SECONDS
     shot_threshold: float | None = 0.35  # histogram distance counted as a cut (None: off)
     commit_rows: int = 256  # commit when this many rows are pending...
     commit_seconds: float = 10.0  # ...or this long has passed since the last commit
@@ -278,66 +275,6 @@ def _progress(total: int, enabled: bool):
                 dynamic_ncols=True, smoothing=0.1)
 
 
-def _results(todo: list[FileEntry], settings: DecodeSettings, known: frozenset[str],
-             options: IndexOptions) -> Iterator[FileResult]:
-    """Process files in worker processes (or in-process), yielding results as they finish.
-
-    A worker that dies (a decoder crash) breaks the pool: the files in flight are
-    retried in a new pool, and a file that breaks it twice is reported as bad.
-    """
-    if options.workers <= 0:
-        for e in todo:
-            yield process_file_with(e.path, e.size, e.mtime_ns, settings, known)
-        return
-    ctx = multiprocessing.get_context("spawn")  # Lance and torch are not fork-safe
-
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(options.workers, mp_context=ctx, initializer=init_worker,
-                                   initargs=(settings, known))
-
-    pool = new_pool()
-    queue = list(reversed(todo))
-    attempts: dict[str, int] = {}
-    inflight: dict[Future, FileEntry] = {}
-    limit = options.workers * 4 + options.batch_size
-    try:
-        while queue or inflight:
-            while queue and len(inflight) < limit:
-                e = queue.pop()
-                try:
-                    inflight[pool.submit(process_file, e.path, e.size, e.mtime_ns,
-                                         attempts.get(e.path, 0))] = e
-                except BrokenProcessPool:
-                    queue.append(e)
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = new_pool()
-                    break
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            broken = False
-            for fut in done:
-                e = inflight.pop(fut)
-                try:
-                    yield fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    attempts[e.path] = attempts.get(e.path, 0) + 1
-                    if attempts[e.path] >= 2:
-                        yield FileResult(e.path, e.size, e.mtime_ns, code=CODE_BAD,
-                                         reason="the decoder crashed on this file (twice)")
-                    else:
-                        queue.append(e)
-                except Exception as exc:  # a bug in a worker: report the file, go on
-                    yield FileResult(e.path, e.size, e.mtime_ns, code=CODE_BAD,
-                                     reason=f"worker error: {type(exc).__name__}: {exc}")
-            if broken:
-                queue.extend(inflight.values())
-                inflight.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = new_pool()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
 def _columns(store: Store, encoders: Sequence[Encoder]) -> tuple[list[_Column], DecodeSettings]:
     """Register the run's encoders with the store; the inputs the workers must make."""
     preprocesses: list[ImagePreprocess] = []
@@ -505,7 +442,8 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
         if options.ray is not None:
             local = _index_on_ray(todo, need, all_columns, settings, known, options, store,
                                   columns, writer, report, run_time, handled)
-        for r in _results(local, settings, known, options):
+        for r in decode_files(local, settings, known, options.workers,
+                              options.workers * 4 + options.batch_size, options.video_segment):
             if r.code is not None:
                 _skip(r, report, writer)
                 embedder.drop(r.path)

@@ -84,6 +84,108 @@ class VideoInfo:
     rotation: int = 0  # degrees counter-clockwise applied to get upright images
 
 
+@dataclass
+class SegmentEdges:
+    """What joining a segment to its neighbours needs (see :func:`join_segments`).
+
+    Times are in the stream's time base. ``cuts`` counts the cuts after the segment's
+    first frame; whether that first frame is itself a cut depends on the previous
+    segment's last frame, which only the join sees.
+    """
+
+    first_pts: int | None = None
+    last_pts: int | None = None
+    next_pts: int | None = None  # the first frame at or after the segment's end
+    first_slot: int | None = None  # interval slots of the first and last frame
+    last_slot: int | None = None
+    first_hist: np.ndarray | None = None  # colour histograms (shot detection)
+    last_hist: np.ndarray | None = None
+    cuts: int = 0
+    irregular: str | None = None  # why this segment cannot be joined exactly
+
+
+@dataclass
+class SegmentJoin:
+    """How one segment's sampled frames enter the whole video's."""
+
+    keep_first: bool  # its first sampled frame is a sample of the whole video too
+    first_cut: bool  # that frame starts a new shot
+    shot_offset: int  # added to the segment's own shot numbers
+
+
+def join_segments(edges: list[SegmentEdges], starts: list[int | None],
+                  shot_threshold: float | None) -> list[SegmentJoin]:
+    """Join segments decoded apart into exactly what one pass over the video samples.
+
+    ``starts[k]`` is segment k's ``start_pts`` (None for the first). A segment's first
+    frame is sampled by itself (it has no predecessor there); in the whole video it is
+    sampled when it opens a new interval slot or is a cut from the previous segment's
+    last frame. Shot numbers carry over. Raises ValueError when the segments do not
+    tile the stream frame for frame (a seek that landed elsewhere, irregular
+    timestamps): the caller then decodes the video in one pass.
+    """
+    out: list[SegmentJoin] = []
+    offset = 0
+    for k, e in enumerate(edges):
+        if e.irregular:
+            raise ValueError(f"segment {k}: {e.irregular}")
+        if e.first_pts is None:
+            raise ValueError(f"segment {k}: no frame decoded")
+        if k == 0:
+            out.append(SegmentJoin(True, False, 0))
+            continue
+        prev = edges[k - 1]
+        if not (prev.next_pts == e.first_pts == starts[k]):
+            raise ValueError(f"segment {k} starts at pts {e.first_pts}, expected {starts[k]} "
+                             f"(previous segment's next frame: {prev.next_pts})")
+        assert prev.last_slot is not None and e.first_slot is not None
+        cut = (shot_threshold is not None and prev.last_hist is not None
+               and e.first_hist is not None
+               and hist_distance(prev.last_hist, e.first_hist) > shot_threshold)
+        offset += prev.cuts + cut
+        out.append(SegmentJoin(e.first_slot > prev.last_slot or cut, cut, offset))
+    return out
+
+
+def plan_segments(path: str | os.PathLike, seconds: float) -> tuple[list[int], float | None]:
+    """Keyframe starts splitting a video into segments of about ``seconds`` each.
+
+    Returns ``(starts, duration)``: the ``start_pts`` of segments 1, 2, ... (segment 0
+    starts at the beginning), each the keyframe a seek to a multiple of ``seconds``
+    lands on, in the stream's time base; empty when the video is shorter than two
+    segments or its length is unknown. Costs a seek and one packet per segment.
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, not {seconds!r}")
+    container, stream = _open(path)
+    try:
+        duration = declared_duration(container, stream)
+        if duration is None or duration < 2 * seconds or not stream.time_base:
+            return [], duration
+        tb = Fraction(stream.time_base)
+        origin = stream.start_time or 0
+        first = next((p.pts for p in container.demux(stream) if p.pts is not None), None)
+        if first is None:
+            return [], duration
+        starts: list[int] = []
+        t = seconds
+        while t <= duration - seconds / 2:
+            try:
+                container.seek(origin + int(Fraction(t).limit_denominator(1_000_000) / tb),
+                               stream=stream, backward=True, any_frame=False)
+                packet = next((p for p in container.demux(stream) if p.pts is not None),
+                              None)
+            except (av.FFmpegError, StopIteration):
+                packet = None
+            if (packet is not None and packet.is_keyframe
+                    and packet.pts > (starts[-1] if starts else first)):
+                starts.append(int(packet.pts))
+            t += seconds
+        return starts, duration
+    finally:
+        container.close()
+
+
 def _open(path: str | os.PathLike) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open a file and return it with its first video stream, or raise VideoDecodeError."""
     path = os.fspath(path)
@@ -222,8 +324,18 @@ class _ShotDetector:
         prev, self._prev = self._prev, hist
         if prev is None:
             return False
-        self.last_distance = 0.5 * float(np.abs(hist - prev).sum())
+        self.last_distance = hist_distance(prev, hist)
         return self.last_distance > self.threshold
+
+    @property
+    def hist(self) -> np.ndarray | None:
+        """The histogram of the last frame looked at."""
+        return self._prev
+
+
+def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Total-variation distance of two colour histograms, in [0, 1]."""
+    return 0.5 * float(np.abs(b - a).sum())
 
 
 class FrameSampler(StreamReader, Iterator[VideoFrame]):
@@ -237,7 +349,10 @@ class FrameSampler(StreamReader, Iterator[VideoFrame]):
 
     def __init__(self, path: str | os.PathLike, interval: float | Fraction = 1.0,
                  shot_threshold: float | None = DEFAULT_SHOT_THRESHOLD,
-                 max_frames: int | None = None):
+                 max_frames: int | None = None, start_pts: int | None = None,
+                 end_pts: int | None = None):
+        if start_pts is not None and end_pts is not None and end_pts <= start_pts:
+            raise ValueError(f"empty segment: end_pts {end_pts} <= start_pts {start_pts}")
         if not interval > 0:
             raise ValueError(f"interval must be positive, not {interval!r}")
         if max_frames is not None and max_frames < 0:
@@ -251,6 +366,8 @@ class FrameSampler(StreamReader, Iterator[VideoFrame]):
         self.path = os.fspath(path)
         self.frames_decoded = 0
         self.shot_changes = 0
+        self.start_pts, self.end_pts = start_pts, end_pts
+        self.edges = SegmentEdges()
         self._container, self._stream = _open(path)  # raises before iteration starts
         self.declared_duration = declared_duration(self._container, self._stream)
         self._gen = self._run()
@@ -258,6 +375,14 @@ class FrameSampler(StreamReader, Iterator[VideoFrame]):
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """Decoded frames; bad packets are skipped and summarised in ``problems``."""
         self._stream.thread_type = "AUTO"  # frame + slice threads; output is bit-identical
+        if self.start_pts is not None:
+            # To the keyframe at (or before) the segment's start; frames before it are
+            # dropped in _run. A failed seek decodes from the start (slow, still exact).
+            try:
+                self._container.seek(self.start_pts, stream=self._stream, backward=True,
+                                     any_frame=False)
+            except av.FFmpegError:
+                self._container.seek(0)
         return self._decode_tolerant()
 
     def _run(self) -> Iterator[VideoFrame]:
@@ -271,10 +396,27 @@ class FrameSampler(StreamReader, Iterator[VideoFrame]):
         shot = 0
         emitted = 0
         corrupt = 0
+        edges = self.edges
+        segment = self.start_pts is not None or self.end_pts is not None
         try:
             if self.max_frames == 0:
                 return
             for frame in self._decoded():
+                if segment:
+                    if frame.pts is None:
+                        edges.irregular = "a frame without a timestamp"
+                        break
+                    if self.start_pts is not None and frame.pts < self.start_pts:
+                        continue  # before the segment: the previous one has it
+                    if self.end_pts is not None and frame.pts >= self.end_pts:
+                        edges.next_pts = frame.pts
+                        break
+                    if edges.last_pts is not None and frame.pts <= edges.last_pts:
+                        edges.irregular = "timestamps out of order"
+                        break
+                    if edges.first_pts is None:
+                        edges.first_pts = frame.pts
+                    edges.last_pts = frame.pts
                 self.frames_decoded += 1
                 if frame.pts is not None:
                     ts = frame.pts * Fraction(frame.time_base or self._stream.time_base)
@@ -288,10 +430,19 @@ class FrameSampler(StreamReader, Iterator[VideoFrame]):
                 if cut:
                     shot += 1
                     self.shot_changes += 1
+                if segment and detector is not None:
+                    if edges.first_hist is None:
+                        edges.first_hist = detector.hist
+                    edges.last_hist = detector.hist
                 if last_emitted is not None and ts <= last_emitted:
                     continue  # out-of-order / duplicate pts: keep output times increasing
                 slot = math.floor(ts / interval)
                 new_slot = last_slot is None or slot > last_slot
+                if segment:
+                    edges.cuts = shot
+                    if edges.first_slot is None:
+                        edges.first_slot = slot
+                    edges.last_slot = slot
                 if not (new_slot or cut):
                     continue
                 if new_slot:
@@ -306,7 +457,7 @@ class FrameSampler(StreamReader, Iterator[VideoFrame]):
                     return
             if self.frames_decoded == 0:
                 self._problem("no frame could be decoded")
-            else:
+            elif self.end_pts is None:
                 self._check_tail(last_ts)
             if corrupt:
                 self._problem(f"{corrupt} frame(s) decoded with errors (damaged data)")

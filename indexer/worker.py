@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from indexer.image_decode import (
     to_model_input,
 )
 from indexer.media import AUDIO, HEAD_BYTES, IMAGE, VIDEO, kind_from_extension, sniff
+
+if TYPE_CHECKING:  # PyAV is imported only by workers that meet a video or a sound
+    from indexer.video_decode import SegmentEdges
 
 # Item kinds (the same strings as search.store's; not imported: no lancedb in workers).
 PHOTO, FRAME, SOUND = "photo", "frame", "audio"
@@ -62,36 +66,77 @@ class Item:
 
 @dataclass
 class Spill:
-    """Model inputs of one file appended to raw files: read with :meth:`arrays`."""
+    """Model inputs of one file appended to raw files: read with :meth:`arrays`.
 
-    paths: dict[str, str] = field(default_factory=dict)  # key -> file
+    A key's rows may lie in several files (a long video decoded in segments): ``files``
+    lists them in row order with their row counts.
+    """
+
+    files: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # key -> parts
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # key -> one row's shape
     dtypes: dict[str, str] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
 
     def append(self, spill_dir: str, stem: str, key: str, row: np.ndarray) -> None:
         """Append one input row under ``key``."""
-        if key not in self.paths:
-            self.paths[key] = os.path.join(spill_dir, f"{stem}.{key}.bin")
-            self.shapes[key], self.dtypes[key], self.counts[key] = row.shape, row.dtype.str, 0
-            open(self.paths[key], "wb").close()
-        with open(self.paths[key], "ab") as f:
+        if key not in self.files:
+            path = os.path.join(spill_dir, f"{stem}.{key}.bin")
+            self.files[key] = [(path, 0)]
+            self.shapes[key], self.dtypes[key] = row.shape, row.dtype.str
+            open(path, "wb").close()
+        path, count = self.files[key][-1]
+        with open(path, "ab") as f:
             f.write(np.ascontiguousarray(row).tobytes())
-        self.counts[key] += 1
+        self.files[key][-1] = (path, count + 1)
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """{key: memory-mapped (count, *shape) array}."""
-        return {k: np.memmap(p, dtype=self.dtypes[k], mode="r",
-                             shape=(self.counts[k], *self.shapes[k]))
-                for k, p in self.paths.items() if self.counts[k]}
+    def rows(self, key: str) -> int:
+        """How many rows ``key`` holds."""
+        return sum(n for _, n in self.files.get(key, []))
+
+    def extend(self, other: Spill) -> None:
+        """Take ``other``'s rows after this one's (their files are shared, not copied)."""
+        for key, parts in other.files.items():
+            if key in self.files and (self.shapes[key], self.dtypes[key]) != (
+                    other.shapes[key], other.dtypes[key]):
+                raise ValueError(f"spill {key!r}: rows of different shapes")
+            self.files.setdefault(key, []).extend(parts)
+            self.shapes[key], self.dtypes[key] = other.shapes[key], other.dtypes[key]
+
+    def arrays(self) -> dict[str, np.ndarray | _Rows]:
+        """{key: memory-mapped (count, *shape) array (or rows across several files)}."""
+        out: dict[str, np.ndarray | _Rows] = {}
+        for k, parts in self.files.items():
+            maps = [np.memmap(p, dtype=self.dtypes[k], mode="r", shape=(n, *self.shapes[k]))
+                    for p, n in parts if n]
+            if maps:
+                out[k] = maps[0] if len(maps) == 1 else _Rows(maps)
+        return out
 
     def remove(self) -> None:
         """Delete the spilled files."""
-        for p in self.paths.values():
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
+        for parts in self.files.values():
+            for p, _ in parts:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+
+
+class _Rows:
+    """Rows of several memory-mapped arrays read as one: ``rows[i]`` for an int ``i``."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.ends = np.cumsum([len(a) for a in parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        k = int(np.searchsorted(self.ends, i, side="right"))
+        return self.parts[k][i - (int(self.ends[k - 1]) if k else 0)]
 
 
 @dataclass
@@ -112,6 +157,9 @@ class FileResult:
     code: str | None = None  # skip code when not indexed
     reason: str | None = None
     problem: str | None = None  # indexed, but something went wrong (damaged tail...)
+    # a long video to decode in segments: the start of each segment after the first
+    # (stream time base; see indexer.video_decode.plan_segments). Nothing decoded yet.
+    segments: list[int] | None = None
 
     @property
     def width(self) -> int | None:
@@ -132,10 +180,16 @@ def init_worker(settings: DecodeSettings, known_fingerprints: frozenset[str]) ->
     _settings, _known = settings, known_fingerprints
 
 
-def process_file(path: str, size: int, mtime_ns: int, attempt: int = 0) -> FileResult:
-    """Classify, fingerprint and (if its content is new) decode a file."""
+def process_file(path: str, size: int, mtime_ns: int, attempt: int = 0,
+                 split_seconds: float | None = None) -> FileResult:
+    """Classify, fingerprint and (if its content is new) decode a file.
+
+    With ``split_seconds``, a video longer than two such segments is not decoded: the
+    result carries its plan (``segments``) and the caller decodes the parts with
+    :func:`process_part` in parallel, then joins them with :func:`join_video`.
+    """
     assert _settings is not None, "init_worker was not called"
-    return process_file_with(path, size, mtime_ns, _settings, _known, attempt)
+    return process_file_with(path, size, mtime_ns, _settings, _known, attempt, split_seconds)
 
 
 def process_file_with(
@@ -145,6 +199,7 @@ def process_file_with(
     settings: DecodeSettings,
     known: frozenset[str] | set[str] = frozenset(),
     attempt: int = 0,
+    split_seconds: float | None = None,
 ) -> FileResult:
     """:func:`process_file` with explicit settings (used in-process too)."""
     res = FileResult(path, size, mtime_ns)
@@ -163,7 +218,7 @@ def process_file_with(
                     res.code, res.reason = CODE_NOT_MEDIA, "not a media file"
                 return res
             if res.kind != IMAGE:
-                return _process_stream(res, settings, known, attempt)
+                return _process_stream(res, settings, known, attempt, split_seconds)
             if size > FULL_HASH_LIMIT * 4:
                 res.code = CODE_BAD
                 res.reason = f"image file of {size:,} bytes is too large to decode"
@@ -195,7 +250,7 @@ def process_file_with(
 
 
 def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[str] | set[str],
-                    attempt: int) -> FileResult:
+                    attempt: int, split_seconds: float | None = None) -> FileResult:
     """A video or audio file: frames and/or sound windows, spilled."""
     if res.kind == AUDIO and settings.audio is None:
         res.fingerprint = fingerprint_file(res.path, res.size)
@@ -214,13 +269,22 @@ def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[
         return res
     if settings.spill_dir is None:
         raise ValueError("DecodeSettings.spill_dir is needed for video and audio")
-    key = hashlib.blake2b(os.fsencode(res.path), digest_size=8).hexdigest()
-    stem = f"{os.getpid()}-{attempt}-{key}"
+    if res.kind == VIDEO and split_seconds:
+        from indexer.video_decode import VideoDecodeError, plan_segments
+
+        try:
+            starts, res.duration = plan_segments(res.path, split_seconds)
+        except VideoDecodeError:
+            starts = []  # decoded in one pass below, which reports why
+        if starts:
+            res.segments = starts
+            return res
+    stem = _stem(res.path, attempt)
     res.spill = Spill()
     problems: list[str] = []
     try:
         if res.kind == VIDEO:
-            frames_error = _sample_video(res, settings, stem, problems)
+            frames_error, _ = _sample_video(res, settings, stem, problems)
             if frames_error == "no video stream" and settings.audio is not None:
                 res.kind = AUDIO  # an audio-only Matroska/MP4 (.mka, .m4a-like)
             elif frames_error:
@@ -233,8 +297,7 @@ def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[
                 res.code, res.reason = CODE_BAD, sound_error
                 res.spill.remove()
                 return res
-            if sound_error and not sound_error.startswith("no audio stream"):
-                problems.append(f"sound: {sound_error}")
+            _soundtrack_problem(sound_error, problems)
     except Exception:
         res.spill.remove()
         raise
@@ -243,15 +306,31 @@ def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[
     return res
 
 
+def _stem(path: str, attempt: int, part: str = "") -> str:
+    """Spill file names: unique per worker process, attempt, file and part."""
+    key = hashlib.blake2b(os.fsencode(path), digest_size=8).hexdigest()
+    return f"{os.getpid()}-{attempt}-{key}{part}"
+
+
+def _soundtrack_problem(sound_error: str | None, problems: list[str]) -> None:
+    """A video whose sound did not decode is still indexed; say why (a silent video
+    without an audio stream is no problem)."""
+    if sound_error and not sound_error.startswith("no audio stream"):
+        problems.append(f"sound: {sound_error}")
+
+
 def _sample_video(res: FileResult, settings: DecodeSettings, stem: str,
-                  problems: list[str]) -> str | None:
-    """Sample frames into the spill. Returns why no frame came out, or None."""
-    from indexer.video_decode import VideoDecodeError, sample_frames
+                  problems: list[str], start_pts: int | None = None,
+                  end_pts: int | None = None) -> tuple[str | None, SegmentEdges | None]:
+    """Sample frames (of the segment from ``start_pts`` to ``end_pts``, when given) into
+    the spill. Returns why no frame came out (or None) and the segment's edges."""
+    from indexer.video_decode import FrameSampler, VideoDecodeError
 
     try:
-        sampler = sample_frames(res.path, settings.frame_interval, settings.shot_threshold)
+        sampler = FrameSampler(res.path, settings.frame_interval, settings.shot_threshold,
+                               start_pts=start_pts, end_pts=end_pts)
     except VideoDecodeError as e:
-        return "no video stream" if "no video stream" in str(e) else str(e)
+        return ("no video stream" if "no video stream" in str(e) else str(e)), None
     assert res.spill is not None and settings.spill_dir is not None
     with sampler:
         res.duration = sampler.declared_duration
@@ -264,8 +343,90 @@ def _sample_video(res: FileResult, settings: DecodeSettings, stem: str,
             n += 1
     problems.extend(sampler.problems)
     if n == 0:
-        return "; ".join(sampler.problems) or "no frame could be decoded"
-    return None
+        return "; ".join(sampler.problems) or "no frame could be decoded", sampler.edges
+    return None, sampler.edges
+
+
+SOUNDTRACK = -1  # the part number of a split video's sound
+
+
+@dataclass
+class PartResult:
+    """One part of a video decoded in segments: a segment's frames, or its soundtrack."""
+
+    part: int  # segment number, or SOUNDTRACK
+    items: list[Item]
+    spill: Spill
+    problems: list[str]
+    error: str | None = None  # why this part gave nothing
+    edges: SegmentEdges | None = None  # a segment's (None for the soundtrack)
+
+
+def process_part(path: str, size: int, mtime_ns: int, part: int, starts: list[int],
+                 attempt: int = 0) -> PartResult:
+    """Decode one part of a video planned by :func:`process_file`: segment ``part``
+    (from ``starts[part - 1]`` to ``starts[part]``), or its soundtrack (``SOUNDTRACK``)."""
+    assert _settings is not None, "init_worker was not called"
+    return process_part_with(path, size, mtime_ns, part, starts, _settings, attempt)
+
+
+def process_part_with(path: str, size: int, mtime_ns: int, part: int, starts: list[int],
+                      settings: DecodeSettings, attempt: int = 0) -> PartResult:
+    """:func:`process_part` with explicit settings."""
+    assert settings.spill_dir is not None
+    res = FileResult(path, size, mtime_ns, kind=VIDEO, spill=Spill())
+    stem = _stem(path, attempt, f"-p{part + 1}")
+    problems: list[str] = []
+    try:
+        if part == SOUNDTRACK:
+            error = _cut_sound(res, settings, stem, problems)
+            edges = None
+        else:
+            bounds: list[int | None] = [None, *starts, None]
+            error, edges = _sample_video(res, settings, stem, problems, bounds[part],
+                                         bounds[part + 1])
+    except Exception:
+        res.spill.remove()
+        raise
+    return PartResult(part, res.items, res.spill, problems, error, edges)
+
+
+def join_video(plan: FileResult, parts: list[PartResult],
+               shot_threshold: float | None) -> FileResult:
+    """The result of a video decoded in parts, as one pass would have given it.
+
+    ``plan`` is :func:`process_file`'s answer (``segments`` set); ``parts`` holds every
+    segment and, when sound is indexed, the soundtrack. Raises ValueError when the
+    segments do not join exactly (then decode the video in one pass); the parts'
+    spills are the caller's to remove then.
+    """
+    from indexer.video_decode import SegmentEdges, join_segments
+
+    assert plan.segments is not None
+    by_part = {p.part: p for p in parts}
+    segments = [by_part[k] for k in range(len(plan.segments) + 1)]
+    edges = [p.edges or SegmentEdges(irregular=p.error or "not decoded") for p in segments]
+    joins = join_segments(edges, [None, *plan.segments], shot_threshold)
+    res = replace(plan, segments=None, spill=Spill(), items=[])
+    problems: list[str] = []
+    for p, j in zip(segments, joins, strict=True):
+        offset = res.spill.rows("img0")
+        for i, item in enumerate(p.items):
+            if i == 0 and not j.keep_first:
+                continue
+            res.items.append(replace(item, shot=(item.shot or 0) + j.shot_offset,
+                                     src=item.src + offset))
+        res.spill.extend(p.spill)
+        problems.extend(m for m in p.problems if m not in problems)
+    sound = by_part.get(SOUNDTRACK)
+    if sound is not None:
+        res.items.extend(sound.items)
+        res.spill.extend(sound.spill)
+        problems.extend(sound.problems)
+        _soundtrack_problem(sound.error, problems)
+    if problems:
+        res.problem = "; ".join(problems)
+    return res
 
 
 def _cut_sound(res: FileResult, settings: DecodeSettings, stem: str,

@@ -53,6 +53,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
+    from indexer.decode_pool import DEFAULT_SEGMENT_SECONDS
     from indexer.encoders.openclip import DEFAULT_MODEL, DEFAULT_PRETRAINED
     from indexer.worker import default_workers
 
@@ -84,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shot-threshold", type=float, default=0.35, metavar="D",
                    help="video: colour-histogram distance counted as a shot change (0.35; "
                         "0 turns shot detection off)")
+    p.add_argument("--video-segment", type=float, default=DEFAULT_SEGMENT_SECONDS,
+                   metavar="SECONDS",
+                   help=f"video: decode videos longer than 2 x SECONDS in segments of about "
+                        f"SECONDS on all workers at once, joined exactly "
+                        f"({DEFAULT_SEGMENT_SECONDS:g}; 0: one worker per video)")
     p.add_argument("--batch-size", type=int, default=32, help="items per model call (32)")
     p.add_argument("--workers", type=int, default=default_workers(),
                    help=f"decode processes (default: one per core = {default_workers()}; "
@@ -310,7 +316,7 @@ def cmd_index(args) -> int:
     opts = IndexOptions(batch_size=args.batch_size, workers=args.workers,
                         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
                         draft_factor=args.draft or None, retry_failed=args.retry_failed,
-                        frame_interval=args.every,
+                        frame_interval=args.every, video_segment=args.video_segment or None,
                         shot_threshold=args.shot_threshold or None,
                         commit_rows=max(1, args.commit_rows), ray=args.ray,
                         progress=not args.quiet and sys.stderr.isatty())

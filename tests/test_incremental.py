@@ -161,7 +161,7 @@ def test_unchanged_folder_decodes_and_embeds_nothing(photos, tmp_path, monkeypat
         looked_at.append(path)
         return real(path, *a, **kw)
 
-    monkeypatch.setattr("indexer.pipeline.process_file_with", spy)
+    monkeypatch.setattr("indexer.decode_pool.process_file_with", spy)
     before = _snapshot(Store(str(db)))
     store, report, enc = _index(photos, db)
     assert report.to_process == 0 and report.embedded == 0 and report.reused == 0
