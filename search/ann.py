@@ -31,6 +31,7 @@ from search.ann_plan import (
     set_search_params,
     tune_rerank,
 )
+from search.position_vectors import PositionVectors
 from search.store import Store
 
 
@@ -72,12 +73,15 @@ class VectorIndex:
     """A FAISS index plus, for each of its positions, the item's id, path, kind, timestamp."""
 
     def __init__(self, index: faiss.Index, rows: pa.Table, info: IndexInfo,
-                 alive: np.ndarray | None = None, fetch: Fetch | None = None):
+                 alive: np.ndarray | None = None, fetch: Fetch | None = None,
+                 local: PositionVectors | None = None):
         self.index = index
         self.info = info
-        # whole vectors by item id from the store: what a PQ index's candidates are
-        # re-scored with (its own codes are approximate)
+        # What a PQ index's candidates are re-scored with (its own codes are
+        # approximate): whole vectors by position from files beside it, else by item id
+        # from the store.
         self.fetch = fetch
+        self.local = local if local is not None and len(local) == index.ntotal else None
         self.rows = rows
         # False: the slot's row is gone or was replaced (never returned); None: all live
         self.alive = None if alive is None or alive.all() else alive
@@ -154,6 +158,8 @@ class VectorIndex:
         if isinstance(self.index, faiss.IndexFlat):
             xb = faiss.rev_swig_ptr(self.index.get_xb(), n * d).reshape(n, d)
             return np.array(xb[pos], dtype=np.float32)
+        if self.info.rerank and self.local is not None:
+            return self.local.take(pos)
         if self.info.rerank and self.fetch is not None:
             return np.asarray(self.fetch(self.ids[pos].tolist()), np.float32).reshape(-1, d)
         if not len(pos):
@@ -197,9 +203,14 @@ class VectorIndex:
                 return self._score_exactly(q, selected, k)
         depth = min(n, depth_for(k, self.info.rerank))
         scores, pos = self._probe(q, depth, mask)
-        if self.info.rerank and self.fetch is not None:
+        if self.rescores:
             return rescore(q, pos, k, self.vectors)
         return scores[:, :k], pos[:, :k]
+
+    @property
+    def rescores(self) -> bool:
+        """Candidates are re-scored with whole vectors (a PQ index that has them)."""
+        return bool(self.info.rerank) and (self.local is not None or self.fetch is not None)
 
     def _search_gpu(self, gpu: faiss.Index, q: np.ndarray, k: int,
                     depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +224,7 @@ class VectorIndex:
             pos = np.where(dead, -1, pos)
             order = np.argsort(pos < 0, axis=1, kind="stable")  # live first, in rank order
             scores, pos = np.take_along_axis(scores, order, 1), np.take_along_axis(pos, order, 1)
-        if self.info.rerank and self.fetch is not None:
+        if self.rescores:
             return rescore(q, pos, k, self.vectors)
         return scores[:, :k], pos[:, :k]
 
@@ -337,7 +348,8 @@ def _build(column: str, version: int, table: pa.Table, memory_budget: int | None
     rows = table.select(ROW_COLUMNS)
     info = IndexInfo(column, version, len(vecs), plan.factory, nprobe, recall, 0, plan.reason,
                      depth)
-    return VectorIndex(index, rows, info, fetch=fetch)
+    local = PositionVectors(vecs.shape[1], pending=vecs) if depth else None
+    return VectorIndex(index, rows, info, fetch=fetch, local=local)
 
 
 def _direct_map(index: faiss.Index) -> None:
@@ -384,8 +396,9 @@ def refresh(vidx: VectorIndex, store: Store) -> VectorIndex | None:
         if new:
             vecs = np.asarray([r[column] for r in new], np.float32)
             index = _writable(vidx.index)
+            local = vidx.local.appended(vecs) if vidx.local is not None else None
             index.add(np.ascontiguousarray(vecs))
-            vidx = VectorIndex(index, vidx.rows, vidx.info, vidx.alive, vidx.fetch)
+            vidx = VectorIndex(index, vidx.rows, vidx.info, vidx.alive, vidx.fetch, local)
             add = pa.Table.from_pylist([{c: r.get(c) for c in ROW_COLUMNS} for r in new],
                                        schema=rows.schema)
             rows = pa.concat_tables([rows, add]).combine_chunks()
@@ -393,7 +406,8 @@ def refresh(vidx: VectorIndex, store: Store) -> VectorIndex | None:
     info = IndexInfo(column, version, int(alive.sum()), vidx.info.kind, vidx.info.nprobe,
                      vidx.info.recall, len(alive) - int(alive.sum()), vidx.info.reason,
                      vidx.info.rerank)
-    return VectorIndex(vidx.index, rows, info, alive, vidx.fetch or _fetcher(store, column))
+    return VectorIndex(vidx.index, rows, info, alive, vidx.fetch or _fetcher(store, column),
+                       vidx.local)
 
 
 def _writable(index: faiss.Index) -> faiss.Index:
@@ -418,6 +432,10 @@ def _save(store: Store, vidx: VectorIndex) -> None:
     d, meta_path = _paths(store, vidx.info.column)
     os.makedirs(d, exist_ok=True)
     stem = f"{vidx.info.column}.v{vidx.info.version}"
+    extra: dict = {}
+    if vidx.local is not None:  # new rows' vectors first: the files the metadata names
+        vidx.local = vidx.local.save(d, stem)
+        extra["vector_files"] = vidx.local.segments
     faiss.write_index(vidx.index, os.path.join(d, stem + ".faiss.tmp"))
     feather.write_feather(vidx.rows, os.path.join(d, stem + ".rows.tmp"))
     alive = np.ones(len(vidx), bool) if vidx.alive is None else vidx.alive
@@ -427,10 +445,12 @@ def _save(store: Store, vidx: VectorIndex) -> None:
         os.replace(os.path.join(d, stem + ext + ".tmp"), os.path.join(d, stem + ext))
     fd, tmp = tempfile.mkstemp(dir=d, suffix=".json")
     with os.fdopen(fd, "w") as f:
-        json.dump({**vidx.info.__dict__, "stem": stem}, f)
+        json.dump({**vidx.info.__dict__, "stem": stem, **extra}, f)
     os.replace(tmp, meta_path)  # the pointer flips last: readers see old or new, whole
+    keep = {name for name, _ in extra.get("vector_files", [])}
     for name in os.listdir(d):  # drop files of older versions
-        if name.startswith(vidx.info.column + ".v") and not name.startswith(stem + "."):
+        if (name.startswith(vidx.info.column + ".v") and not name.startswith(stem + ".")
+                and name not in keep):
             try:
                 os.remove(os.path.join(d, name))
             except OSError:
@@ -471,7 +491,9 @@ def _load_saved(store: Store, column: str) -> VectorIndex | None:
             _direct_map(index)
         if index.ntotal != rows.num_rows or (alive is not None and len(alive) != rows.num_rows):
             return None
-        return VectorIndex(index, rows, _info(m), alive, _fetcher(store, column))
+        local = (PositionVectors.open(d, m["vector_files"], index.d)
+                 if m.get("rerank") and m.get("vector_files") else None)
+        return VectorIndex(index, rows, _info(m), alive, _fetcher(store, column), local)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return None  # missing or damaged: rebuilt by the caller
 

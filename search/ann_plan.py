@@ -11,8 +11,9 @@
   PQ with the largest code size that fits: ``m`` bytes per vector, plus 8 for the id).
   PQ scores alone are coarse (recall@10 stays near 0.6 on dense data however many lists
   are probed), so a PQ index is searched ``RERANK_DEPTH`` deep and the candidates are
-  re-scored exactly with their whole vectors, read from the store (the store of record
-  keeps them anyway; only ``depth`` rows per query are read).
+  re-scored exactly with their whole vectors, read from float32 files kept beside the
+  index in position order (search/position_vectors.py: on disk, not in the memory
+  budget), or from the store when those are missing.
 
 IVF indexes are trained on a seeded sample (40 vectors per list, at least 10,000) and
 tuned: ``nprobe`` (and the quantizer's ``efSearch``) is raised in powers of two until

@@ -50,6 +50,10 @@ def item_id(path: str, kind: str = "photo", timestamp: float | None = None) -> s
     return hashlib.blake2b(key.encode("utf-8"), digest_size=12).hexdigest()
 
 
+# Items from which ids get a scalar index (below it a scan of the ids is quick enough).
+ID_INDEX_MIN_ROWS = 100_000
+
+
 def sql_str(value: str) -> str:
     """A SQL string literal for LanceDB filters."""
     return "'" + value.replace("'", "''") + "'"
@@ -699,9 +703,28 @@ class Store:
                 self.skipped().delete(where)
 
     def optimize(self) -> None:
-        """Compact small fragments and drop versions older than an hour."""
+        """Compact small fragments, bring scalar indexes up to date (new rows), drop
+        versions older than an hour, and index item ids once the table is large."""
         for t in (self.items(create=False), self.files(create=False),
                   self.skipped(create=False), self.groundings(create=False),
                   self.tags(create=False), self.references(create=False)):
             if t is not None:
                 t.optimize(cleanup_older_than=timedelta(hours=1))
+        self.index_ids()
+
+    def index_ids(self, min_rows: int = ID_INDEX_MIN_ROWS) -> bool:
+        """Build a BTREE index on the items' ``id`` once they number ``min_rows`` or more.
+
+        Reads by id (a PQ index re-scoring its candidates, ``get_items``) otherwise scan
+        the whole id column each time. :meth:`optimize` adds later rows to it. Returns
+        True when it was built now.
+        """
+        t = self.items(create=False)
+        if t is None or any(i.columns == ["id"] for i in t.list_indices()):
+            return False
+        if t.count_rows() < min_rows:
+            return False
+        from lancedb.index import BTree
+
+        t.create_index("id", config=BTree())  # the first argument names the column here
+        return True
