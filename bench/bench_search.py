@@ -4,7 +4,9 @@ Part 1, at each of ``--sizes`` (10k, 100k, 1M) synthetic L2-normalised float32 v
 dimension ``--dim`` (512), one query at a time (single-query latency, what an interactive
 search does), top ``-k`` (10), p50 / p99 / mean in ms over ``--queries`` queries:
 
-- ``faiss``          ``search.ann.VectorIndex.search`` (FAISS ``IndexFlatIP``), no filter;
+- ``faiss``          ``search.ann.VectorIndex.search`` on the index a store of that size
+                     gets (up to 1M: exact, fp16 codes scanned + whole-vector
+                     re-scoring), no filter;
 - ``faiss+mask``     the same with a folder filter mask selecting ~10 % of the rows (mask
                      made once; ``VectorIndex.search`` turns it into an ``IDSelectorBatch``
                      on every call, as the library does);
@@ -80,22 +82,21 @@ def bench_paths(n: int, root: str = "/bench/photos") -> list[str]:
 
 
 def make_vector_index(vecs: np.ndarray):
-    """A ``search.ann.VectorIndex`` over ``vecs`` with synthetic rows."""
-    import faiss
+    """The ``search.ann.VectorIndex`` a store with these vectors gets (the planned kind:
+    exact fp16 codes + re-scoring up to 1M), over synthetic rows."""
     import pyarrow as pa
 
-    from search.ann import IndexInfo, VectorIndex
+    from search.ann import _build
 
-    n = len(vecs)
-    rows = pa.table({
+    n, dim = vecs.shape
+    table = pa.table({
         "id": pa.array([f"{i:024x}" for i in range(n)], pa.string()),
         "path": pa.array(bench_paths(n), pa.string()),
         "kind": pa.array(["photo"] * n, pa.string()),
         "timestamp": pa.nulls(n, pa.float64()),
+        "vec_bench": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim),
     })
-    index = faiss.IndexFlatIP(vecs.shape[1])
-    index.add(vecs)
-    return VectorIndex(index, rows, IndexInfo("vec_bench", 1, n, "Flat,IP"))
+    return _build("vec_bench", 1, table)
 
 
 def numpy_topk(vecs: np.ndarray, q: np.ndarray, k: int,

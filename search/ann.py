@@ -6,7 +6,7 @@ without a full rebuild: rows that are new or were re-written (their ``indexed_at
 changed) are added, and the slots of rows that are gone or were replaced are marked
 dead, so searches never return them. A full rebuild happens when dead slots pass a
 quarter of the index, a change is large, or the planned index type changes with size
-(exact ``Flat`` up to 1M vectors, tuned IVF families beyond: see search/ann_plan.py).
+(exact up to 1M vectors, tuned IVF families beyond: see search/ann_plan.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.feather as feather
 
 from search.ann_plan import (
+    EXACT_KIND,
     build,
     depth_for,
     plan_index,
@@ -48,9 +49,11 @@ class IndexInfo:
     dead: int = 0  # slots of rows gone or replaced since the last full build
     reason: str = ""  # why this kind of index
     rerank: int = 0  # candidates per query re-scored with whole vectors (PQ indexes)
+    max_norm: float = 0.0  # largest vector norm (bounds the fp16 codes' error)
 
 
 FILTER_EXACT_LIMIT = 4096  # a filter keeping at most this many rows: scored exactly
+FP16_UNIT = 2.0 ** -11  # relative rounding error of a float16
 GPU_MAX_K = 2048  # FAISS GPU indexes return at most this many neighbours per query
 
 
@@ -99,14 +102,24 @@ class VectorIndex:
         self._masks: dict[tuple, np.ndarray | None] = {}
         self._gpu: faiss.Index | None | bool = None  # copy on the GPUs (False: none)
 
+    @property
+    def codes(self) -> bool:
+        """An exact index of fp16 codes, whose candidates are re-scored exactly."""
+        return self.info.kind == EXACT_KIND
+
     def gpu_index(self) -> faiss.Index | None:
         """The index copied to every GPU (faiss-gpu) for unfiltered searches, made on
-        first use; None without GPUs or when FAISS cannot place this kind there."""
+        first use; None without GPUs or when FAISS cannot place this kind there. An
+        exact index goes there as whole vectors (a flat index: no re-scoring)."""
         if not len(self) or not gpu_count():
             return None
         if self._gpu is None:
             try:
-                self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+                src = self.index
+                if self.codes:
+                    src = faiss.IndexFlatIP(self.index.d)
+                    src.add(self.vectors(np.arange(len(self))))
+                self._gpu = faiss.index_cpu_to_all_gpus(src)
             except (RuntimeError, AttributeError):
                 self._gpu = False  # e.g. an HNSW coarse quantizer: stays on the CPU
         return self._gpu or None
@@ -158,9 +171,10 @@ class VectorIndex:
         if isinstance(self.index, faiss.IndexFlat):
             xb = faiss.rev_swig_ptr(self.index.get_xb(), n * d).reshape(n, d)
             return np.array(xb[pos], dtype=np.float32)
-        if self.info.rerank and self.local is not None:
+        whole = self.info.rerank or self.codes
+        if whole and self.local is not None:
             return self.local.take(pos)
-        if self.info.rerank and self.fetch is not None:
+        if whole and self.fetch is not None:
             return np.asarray(self.fetch(self.ids[pos].tolist()), np.float32).reshape(-1, d)
         if not len(pos):
             return np.zeros((0, d), np.float32)
@@ -190,6 +204,8 @@ class VectorIndex:
             depth = min(n, depth_for(k, self.info.rerank) + dead)
             if depth <= GPU_MAX_K:
                 return self._search_gpu(gpu, q, k, depth)
+        if self.codes:
+            return self._search_codes(q, k, mask)
         if mask is None and len(q) <= 4 and exact:
             return self._few_queries_flat(q, k)
         if exact:
@@ -227,6 +243,31 @@ class VectorIndex:
         if self.rescores:
             return rescore(q, pos, k, self.vectors)
         return scores[:, :k], pos[:, :k]
+
+    def _search_codes(self, q: np.ndarray, k: int,
+                      mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k from fp16 codes. A code's score is within ``delta`` = u |q| |x| of
+        the exact one (u: fp16's rounding error; plus float32 summation), so the k-th
+        best code score T bounds the exact k-th best from below by T - delta, and no
+        vector scoring below T - 2 delta on its code can be in the exact top k. The scan
+        deepens (x4) until the last candidate of every query is below that, then the
+        candidates are re-scored with whole vectors."""
+        n, d = len(self), self.index.d
+        qn = np.linalg.norm(q, axis=1)
+        delta = (FP16_UNIT + 2 * d * 2.0 ** -24) * qn * self.info.max_norm + 1e-6 * qn
+        depth = min(n, max(4 * k, 64))
+        while True:
+            if mask is None:
+                scores, pos = self.index.search(q, depth)
+            else:
+                with _selector(mask) as sel:
+                    scores, pos = self.index.search(q, depth,
+                                                    params=faiss.SearchParameters(sel=sel))
+            kth = scores[:, min(k, depth) - 1]
+            done = (pos[:, -1] < 0) | (scores[:, -1] < kth - 2 * delta)
+            if depth >= n or done.all():
+                return rescore(q, pos, k, self.vectors)
+            depth = min(n, depth * 4)
 
     def _probe(self, q: np.ndarray, k: int,
                mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -346,9 +387,11 @@ def _build(column: str, version: int, table: pa.Table, memory_budget: int | None
     nprobe, recall, depth = tune_rerank(index, plan, vecs)
     _direct_map(index)
     rows = table.select(ROW_COLUMNS)
+    max_norm = float(np.linalg.norm(vecs, axis=1).max()) if len(vecs) else 0.0
     info = IndexInfo(column, version, len(vecs), plan.factory, nprobe, recall, 0, plan.reason,
-                     depth)
-    local = PositionVectors(vecs.shape[1], pending=vecs) if depth else None
+                     depth, max_norm)
+    whole = depth or plan.factory == EXACT_KIND
+    local = PositionVectors(vecs.shape[1], pending=vecs) if whole else None
     return VectorIndex(index, rows, info, fetch=fetch, local=local)
 
 
@@ -367,6 +410,8 @@ def refresh(vidx: VectorIndex, store: Store) -> VectorIndex | None:
     version, current = store.read_ids(column)
     if version == vidx.info.version:
         return vidx
+    if vidx.codes and vidx.local is None:
+        return None  # fp16 codes without their whole vectors cannot be re-scored
     cur_ids = current["id"].to_pylist()
     cur_at = current["indexed_at"].to_numpy(zero_copy_only=False).astype(np.float64)
     alive = np.ones(len(vidx), bool) if vidx.alive is None else vidx.alive.copy()
@@ -390,11 +435,13 @@ def refresh(vidx: VectorIndex, store: Store) -> VectorIndex | None:
             or plan.factory != vidx.info.kind):
         return None
     rows = vidx.rows
+    max_norm = vidx.info.max_norm
     if fresh:
         got = store.get_items(fresh, ROW_COLUMNS + [column])
         new = [got[i] for i in fresh if i in got and got[i].get(column) is not None]
         if new:
             vecs = np.asarray([r[column] for r in new], np.float32)
+            max_norm = max(max_norm, float(np.linalg.norm(vecs, axis=1).max()))
             index = _writable(vidx.index)
             local = vidx.local.appended(vecs) if vidx.local is not None else None
             index.add(np.ascontiguousarray(vecs))
@@ -405,7 +452,7 @@ def refresh(vidx: VectorIndex, store: Store) -> VectorIndex | None:
             alive = np.concatenate([alive, np.ones(len(new), bool)])
     info = IndexInfo(column, version, int(alive.sum()), vidx.info.kind, vidx.info.nprobe,
                      vidx.info.recall, len(alive) - int(alive.sum()), vidx.info.reason,
-                     vidx.info.rerank)
+                     vidx.info.rerank, max_norm)
     return VectorIndex(vidx.index, rows, info, alive, vidx.fetch or _fetcher(store, column),
                        vidx.local)
 
@@ -477,7 +524,7 @@ def _load_saved(store: Store, column: str) -> VectorIndex | None:
         with open(meta_path) as f:
             m = json.load(f)
         path = os.path.join(d, m["stem"] + ".faiss")
-        exact = m["kind"] == "Flat"
+        exact = m["kind"] in ("Flat", EXACT_KIND)
         # IVF lists are memory-mapped: a big index costs page cache, not heap
         index = faiss.read_index(path) if exact else faiss.read_index(path, faiss.IO_FLAG_MMAP)
         rows = feather.read_table(os.path.join(d, m["stem"] + ".rows"))
@@ -492,8 +539,9 @@ def _load_saved(store: Store, column: str) -> VectorIndex | None:
         if index.ntotal != rows.num_rows or (alive is not None and len(alive) != rows.num_rows):
             return None
         local = (PositionVectors.open(d, m["vector_files"], index.d)
-                 if m.get("rerank") and m.get("vector_files") else None)
-        return VectorIndex(index, rows, _info(m), alive, _fetcher(store, column), local)
+                 if m.get("vector_files") else None)
+        vidx = VectorIndex(index, rows, _info(m), alive, _fetcher(store, column), local)
+        return None if vidx.codes and vidx.local is None else vidx  # codes alone: rebuilt
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         return None  # missing or damaged: rebuilt by the caller
 

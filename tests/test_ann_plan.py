@@ -28,8 +28,9 @@ GIB = 1 << 30
 
 
 def test_plan_by_size_and_memory_is_deterministic():
-    assert plan_index(10_000, 512, 8 * GIB).factory == "Flat"
-    assert plan_index(1_000_000, 512, 8 * GIB).factory == "Flat"
+    assert plan_index(10_000, 512, 8 * GIB).factory == "SQfp16"
+    exact = plan_index(1_000_000, 512, 8 * GIB)
+    assert exact.factory == "SQfp16" and exact.exact and exact.bytes_per_vector(512) == 1024
     assert plan_index(2_000_000, 512, 8 * GIB).factory == "IVF65536_HNSW32,Flat"
     assert plan_index(20_000_000, 512, 64 * GIB).factory == "IVF262144_HNSW32,Flat"
     tight = plan_index(20_000_000, 512, 4 * GIB)  # 41 GB raw: product-quantised
@@ -47,6 +48,7 @@ def test_plan_by_size_and_memory_is_deterministic():
                                                                         flat_limit=1_000)
     # exact search over more than the memory budget allows is not planned either
     assert not plan_index(500_000, 512, 100 << 20).exact
+    assert plan_index(100_000, 512, 100 << 20).exact  # 98 MiB of fp16 codes fit
 
 
 def _clustered(n: int, dim: int, k: int = 64, seed: int = 0) -> np.ndarray:
@@ -91,7 +93,7 @@ def _rows(col: str, vecs: np.ndarray, start: int, at: float) -> list[dict]:
              "indexed_at": at, col: v.tolist()} for i, v in enumerate(vecs)]
 
 
-KINDS = {"flat": "Flat", "ivf": "IVF256,Flat", "pq": "OPQ4_16,IVF256,PQ4"}
+KINDS = {"flat": "SQfp16", "ivf": "IVF256,Flat", "pq": "OPQ4_16,IVF256,PQ4"}
 
 
 @pytest.fixture(params=list(KINDS))
@@ -182,7 +184,7 @@ def test_status_shows_the_index_kind_and_recall(big_store, capsys):
     if kind == "pq":
         assert "re-scored" in out
     if kind == "flat":
-        assert "Flat with 3000 vectors" in out and "exact" in out
+        assert "SQfp16 with 3000 vectors" in out and "exact" in out
 
 
 def test_refresh_reads_ids_and_new_rows_only(tmp_path):
@@ -388,3 +390,79 @@ def test_item_ids_get_a_scalar_index_once_the_table_is_large(tmp_path, monkeypat
     store.optimize()  # new rows join the index
     got = store.vectors_of([f"{1_002:024x}", f"{7:024x}", "missing"], col)
     assert np.isnan(got[2]).all() and not np.isnan(got[:2]).any()
+
+
+def _exact_top(vecs: np.ndarray, q: np.ndarray, k: int, keep: np.ndarray | None = None):
+    s = vecs.astype(np.float64) @ q.astype(np.float64).T  # (n, nq)
+    if keep is not None:
+        s[~keep] = -np.inf
+    return [set(np.argsort(-s[:, j], kind="stable")[:k]) for j in range(len(q))]
+
+
+def _assert_exact(vecs, q, pos, k, keep=None, tol=1e-6):
+    """``pos`` holds, per query, k items none of which scores below the exact k-th best
+    by more than float32 arithmetic can (near-ties may come either way)."""
+    s = vecs.astype(np.float64) @ q.astype(np.float64).T
+    if keep is not None:
+        s[~keep] = -np.inf
+    for j in range(len(q)):
+        got = pos[j][pos[j] >= 0]
+        kth = np.sort(s[:, j])[::-1][k - 1]
+        assert len(got) == len(set(got)) == k
+        worst = s[got, j].min()
+        assert worst >= kth - tol * np.linalg.norm(q[j]), (j, kth - worst)
+
+
+def test_exact_index_of_fp16_codes_returns_the_exact_top_k(tmp_path):
+    """Vectors crowded within fp16's rounding error of each other: the codes alone rank
+    them wrongly; the exact index (codes scanned deep enough, then re-scored) returns
+    exactly the float64 brute-force top k, unfiltered, filtered and with dead slots,
+    for queries and vectors of any norm."""
+    rng = np.random.default_rng(0)
+    base = _clustered(1_500, 16)
+    centre = base[0]
+    crowd = 3.0 * (centre + 2e-5 * rng.normal(size=(500, 16)).astype(np.float32))  # ties
+    vecs = np.vstack([base, crowd, 3.0 * _clustered(200, 16, seed=4)]).astype(np.float32)
+    store = Store(str(tmp_path / "db"), create=True)
+    col = store.register_encoder(SPEC)
+    store.upsert_items(_rows(col, vecs, 0, 1.0))
+    vidx = ann.load_index(store, col)
+    assert vidx.codes and vidx.info.kind == "SQfp16" and vidx.local is not None
+    assert vidx.info.max_norm == pytest.approx(np.linalg.norm(vecs, axis=1).max(), rel=1e-6)
+    order = np.asarray([int(i, 16) for i in vidx.ids])  # position -> row of vecs
+    assert (order == np.arange(len(vecs))).all()
+    queries = np.vstack([centre, 2.5 * centre, tuning_queries(base, count=20, seed=3),
+                         -centre, 0.01 * centre]).astype(np.float32)
+    codes_only = vidx.index.search(queries[:2], 10)[1]
+    want = _exact_top(vecs, queries, 10)
+    assert [set(r) for r in codes_only] != want[:2]  # fp16 alone gets the crowd wrong
+    scores, pos = vidx.search(queries, 10)
+    _assert_exact(vecs, queries, pos, 10)
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries, vecs[pos]), rtol=1e-5)
+    # a filter, and k larger than the crowd's share that passes it
+    keep = np.zeros(len(vecs), bool)
+    keep[1_500:2_000:3] = True
+    keep[:50] = True
+    _, pos = vidx.search(queries, 40, keep)
+    _assert_exact(vecs, queries, pos, 40, keep)
+    # dead slots (a deleted row) are never returned; new rows are found at once
+    store.items().delete(f"id = '{vidx.ids[1_500]}'")
+    store.upsert_items(_rows(col, centre[None, :] * 3.01, 90_000, 2.0))
+    again = ann.load_index(store, col, previous=vidx)
+    assert again.codes and again.info.dead == 1
+    _, pos = again.search(queries[:1], 5)
+    got = [str(again.ids[p]) for p in pos[0]]
+    assert got[0] == f"{90_000:024x}" and str(vidx.ids[1_500]) not in got
+
+
+def test_exact_index_without_its_vector_files_is_rebuilt(tmp_path):
+    store = Store(str(tmp_path / "db"), create=True)
+    col = store.register_encoder(SPEC)
+    vecs = _clustered(500, 16)
+    store.upsert_items(_rows(col, vecs, 0, 1.0))
+    ann.load_index(store, col)
+    for name in _vector_files(store, col):
+        os.remove(os.path.join(store.dir, "faiss", name))
+    vidx = ann.load_index(Store(store.dir), col)  # rebuilt from the store
+    assert vidx.codes and vidx.local is not None and _vector_files(store, col)
+    assert _top(vidx, vecs[7])[0][0] == f"{7:024x}"

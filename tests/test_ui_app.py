@@ -176,7 +176,11 @@ def test_sound_upload_and_recording(app):
     assert not at.exception and _names(at)[0] == "blue.png"
     # sound to sound: windows of sound files, playable from their start in the grid
     at.button_group(key="kind").set_value("Sound").run()
-    assert _names(at)[0] == "high.wav"
+    # high.wav and the clip's high-pitched alarm embed identically here (the toy's
+    # shares saturate): both lead, tied at the top score
+    res = at.session_state["results"]
+    assert "high.wav" in [Path(h["path"]).name for h in res if h["score"] == res[0]["score"]]
+    assert "low.wav" not in _names(at)[:2]
     players = at.get("audio")
     assert players and all(p.proto.start_time >= 0 for p in players)
 
