@@ -12,13 +12,15 @@
   10M-100M, 1,048,576 beyond) and an HNSW coarse quantizer from 16,384 lists on, so
   finding the lists to probe does not cost a scan of the centroids.
 - When the raw vectors (4 bytes × dim per vector) do not fit the memory budget (half of
-  this machine's RAM unless told), the vectors are product-quantised (OPQ rotation +
-  PQ with the largest code size that fits: ``m`` bytes per vector, plus 8 for the id).
-  PQ scores alone are coarse (recall@10 stays near 0.6 on dense data however many lists
-  are probed), so a PQ index is searched ``RERANK_DEPTH`` deep and the candidates are
-  re-scored exactly with their whole vectors, read from float32 files kept beside the
-  index in position order (search/position_vectors.py: on disk, not in the memory
-  budget), or from the store when those are missing.
+  this machine's RAM unless told) but fp16 codes do, the lists hold fp16 codes and the
+  candidates are re-scored with whole vectors, as below. When those do not fit either,
+  the vectors are product-quantised (OPQ rotation + PQ with the largest code size that
+  fits: ``m`` bytes per vector, plus 8 for the id). PQ scores alone are coarse
+  (recall@10 stays near 0.6 on dense data however many lists are probed), so a PQ
+  index is searched ``RERANK_DEPTH`` deep and the candidates are re-scored exactly with
+  their whole vectors, read from float32 files kept beside the index in position order
+  (search/position_vectors.py: on disk, not in the memory budget), or from the store
+  when those are missing.
 
 IVF indexes are trained on a seeded sample (40 vectors per list, at least 10,000) and
 tuned: ``nprobe`` (and the quantizer's ``efSearch``) is raised in powers of two until
@@ -63,9 +65,15 @@ class IndexPlan:
     reason: str = ""
 
     @property
+    def fp16(self) -> bool:
+        """Vectors kept as fp16 codes (exact kind, or an inverted file's lists)."""
+        return self.factory == EXACT_KIND or self.factory.endswith(",SQfp16")
+
+    @property
     def rerank(self) -> int:
-        """Candidates per query re-scored exactly (0: the index's scores are exact)."""
-        return RERANK_DEPTH if self.pq_bytes else 0
+        """Candidates per query re-scored exactly (0: the index's scores are exact or,
+        for the exact kind, re-scored as deep as fp16's error needs)."""
+        return RERANK_DEPTH if self.pq_bytes or (self.fp16 and not self.exact) else 0
 
     @property
     def exact(self) -> bool:
@@ -78,7 +86,7 @@ class IndexPlan:
             return 2 * dim
         if self.exact:
             return 4 * dim
-        return (self.pq_bytes or 4 * dim) + ID_BYTES
+        return (self.pq_bytes or (2 if self.fp16 else 4) * dim) + ID_BYTES
 
 
 def default_memory_budget() -> int:
@@ -115,6 +123,10 @@ def plan_index(n: int, dim: int, memory_budget: int | None = None,
     if n * (4 * dim + ID_BYTES) <= budget:
         return IndexPlan(f"{coarse},Flat", nlist, 0, train,
                          f"{n:,} vectors: inverted file, {nlist:,} lists, vectors whole")
+    if n * (2 * dim + ID_BYTES) <= budget:
+        return IndexPlan(f"{coarse},SQfp16", nlist, 0, train,
+                         f"{n:,} vectors in {budget / 2**30:.1f} GiB: inverted file, "
+                         f"{nlist:,} lists, fp16 codes, candidates re-scored whole")
     for m in (dim // 4, 64, 48, 32, 16, 8):
         if m >= 4 and dim % m == 0 and n * (m + ID_BYTES) <= budget:
             return IndexPlan(f"OPQ{m}_{dim},{coarse},PQ{m}", nlist, m, max(train, 256 * 40),

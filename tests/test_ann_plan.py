@@ -33,6 +33,9 @@ def test_plan_by_size_and_memory_is_deterministic():
     assert exact.factory == "SQfp16" and exact.exact and exact.bytes_per_vector(512) == 1024
     assert plan_index(2_000_000, 512, 8 * GIB).factory == "IVF65536_HNSW32,Flat"
     assert plan_index(20_000_000, 512, 64 * GIB).factory == "IVF262144_HNSW32,Flat"
+    half = plan_index(2_000_000, 512, 3 * GIB)  # 4.1 GB raw, 2.1 GB as fp16 codes
+    assert half.factory == "IVF65536_HNSW32,SQfp16" and half.bytes_per_vector(512) == 1032
+    assert half.rerank == ann_plan.RERANK_DEPTH and not half.exact
     tight = plan_index(20_000_000, 512, 4 * GIB)  # 41 GB raw: product-quantised
     assert tight.factory == "OPQ128_512,IVF262144_HNSW32,PQ128" and tight.pq_bytes == 128
     tighter = plan_index(20_000_000, 512, 1 * GIB)
@@ -93,17 +96,21 @@ def _rows(col: str, vecs: np.ndarray, start: int, at: float) -> list[dict]:
              "indexed_at": at, col: v.tolist()} for i, v in enumerate(vecs)]
 
 
-KINDS = {"flat": "SQfp16", "ivf": "IVF256,Flat", "pq": "OPQ4_16,IVF256,PQ4"}
+KINDS = {"flat": "SQfp16", "ivf": "IVF256,Flat", "sq": "IVF256,SQfp16",
+         "pq": "OPQ4_16,IVF256,PQ4"}
+BUDGETS = {"sq": 150_000, "pq": 100_000}  # bytes: fp16 codes fit / only PQ codes fit
 
 
 @pytest.fixture(params=list(KINDS))
 def big_store(request, tmp_path, monkeypatch):
     """3,000 clustered 16-d rows; "ivf" lowers the exact-search limit so they get IVF,
-    "pq" also the memory budget, so they get product-quantised (and re-ranked)."""
+    "sq" and "pq" also the memory budget, so they get fp16 codes or product-quantised
+    codes (both re-scored)."""
     if request.param != "flat":
         monkeypatch.setattr(ann_plan, "FLAT_LIMIT", 1_000)
-    if request.param == "pq":
-        monkeypatch.setattr(ann_plan, "default_memory_budget", lambda: 100_000)
+    if request.param in BUDGETS:
+        monkeypatch.setattr(ann_plan, "default_memory_budget",
+                            lambda: BUDGETS[request.param])
     store = Store(str(tmp_path / "db"), create=True)
     col = store.register_encoder(SPEC)
     store.upsert_items(_rows(col, _clustered(3_000, 16), 0, 1.0))
@@ -119,7 +126,7 @@ def test_new_changed_and_deleted_rows_without_a_rebuild(big_store, monkeypatch):
     store, col, kind = big_store
     first = ann.load_index(store, col)
     assert first.info.kind == KINDS[kind]
-    assert first.info.rerank == (ann_plan.RERANK_DEPTH if kind == "pq" else 0)
+    assert first.info.rerank == (ann_plan.RERANK_DEPTH if kind in BUDGETS else 0)
     assert first.info.recall >= RECALL_TARGET and first.info.count == 3_000
 
     builds = []
@@ -181,7 +188,7 @@ def test_status_shows_the_index_kind_and_recall(big_store, capsys):
     out = capsys.readouterr().out
     if kind != "flat":
         assert KINDS[kind] in out and "recall@10" in out and "nprobe" in out
-    if kind == "pq":
+    if kind in BUDGETS:
         assert "re-scored" in out
     if kind == "flat":
         assert "SQfp16 with 3000 vectors" in out and "exact" in out
