@@ -48,7 +48,7 @@ class IndexInfo:
     recall: float = 1.0  # measured recall@10 against exact search (1.0: exact)
     dead: int = 0  # slots of rows gone or replaced since the last full build
     reason: str = ""  # why this kind of index
-    rerank: int = 0  # candidates per query re-scored with whole vectors (PQ indexes)
+    rerank: int = 0  # candidates per query re-scored with whole vectors (coded IVF lists)
     max_norm: float = 0.0  # largest vector norm (bounds the fp16 codes' error)
 
 
@@ -80,9 +80,8 @@ class VectorIndex:
                  local: PositionVectors | None = None):
         self.index = index
         self.info = info
-        # What a PQ index's candidates are re-scored with (its own codes are
-        # approximate): whole vectors by position from files beside it, else by item id
-        # from the store.
+        # What the candidates of an index of codes (PQ, fp16) are re-scored with: whole
+        # vectors by position from files beside it, else by item id from the store.
         self.fetch = fetch
         self.local = local if local is not None and len(local) == index.ntotal else None
         self.rows = rows
@@ -225,7 +224,8 @@ class VectorIndex:
 
     @property
     def rescores(self) -> bool:
-        """Candidates are re-scored with whole vectors (a PQ index that has them)."""
+        """Candidates are re-scored with whole vectors (inverted lists of PQ or fp16
+        codes, when the vectors are at hand)."""
         return bool(self.info.rerank) and (self.local is not None or self.fetch is not None)
 
     def _search_gpu(self, gpu: faiss.Index, q: np.ndarray, k: int,

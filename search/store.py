@@ -715,9 +715,9 @@ class Store:
     def index_ids(self, min_rows: int = ID_INDEX_MIN_ROWS) -> bool:
         """Build a BTREE index on the items' ``id`` once they number ``min_rows`` or more.
 
-        Reads by id (a PQ index re-scoring its candidates, ``get_items``) otherwise scan
-        the whole id column each time. :meth:`optimize` adds later rows to it. Returns
-        True when it was built now.
+        Reads by id (``get_items``: an index refresh reading its new rows, a PQ index
+        whose vector files are missing) otherwise scan the whole id column each time.
+        :meth:`optimize` adds later rows to it. Returns True when it was built now.
         """
         t = self.items(create=False)
         if t is None or any(i.columns == ["id"] for i in t.list_indices()):

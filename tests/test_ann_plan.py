@@ -382,15 +382,12 @@ def test_position_vectors_merge_past_the_segment_limit(tmp_path, monkeypatch):
     assert pv.PositionVectors.open(str(tmp_path), [*v.segments, ("gone", 1)], 4) is None
 
 
-def test_item_ids_get_a_scalar_index_once_the_table_is_large(tmp_path, monkeypatch):
-    from search import store as store_mod
-
+def test_item_ids_get_a_scalar_index_once_the_table_is_large(tmp_path):
     store = Store(str(tmp_path / "db"), create=True)
     col = store.register_encoder(SPEC)
     store.upsert_items(_rows(col, _clustered(300, 16), 0, 1.0))
     store.optimize()
     assert store.items().list_indices() == []  # small: a scan is quick
-    monkeypatch.setattr(store_mod, "ID_INDEX_MIN_ROWS", 200)
     assert store.index_ids(min_rows=200) and not store.index_ids(min_rows=200)
     assert [i.columns for i in store.items().list_indices()] == [["id"]]
     store.upsert_items(_rows(col, _clustered(5, 16, seed=2), 1_000, 2.0))
