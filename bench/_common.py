@@ -303,7 +303,7 @@ def bench_env(work: str) -> dict:
 def prehash_weights(work: str, flags: list[str]) -> None:
     """Hash the weight file once (cached like the CLI does) so runs do not pay for it."""
     os.environ["XDG_CACHE_HOME"] = os.path.join(work, "cache")
-    from indexer.encoders.openclip import _local_dir_weights, file_sha256
+    from loupe.indexer.encoders.openclip import _local_dir_weights, file_sha256
 
     if "--pretrained" in flags:
         file_sha256(flags[flags.index("--pretrained") + 1])
@@ -314,8 +314,8 @@ def prehash_weights(work: str, flags: list[str]) -> None:
 
 
 def loupe_index_cmd(paths: list[str], db: str, flags: list[str], extra: list[str] = ()) -> list:
-    """``python -m search.cli index PATH... --db DB --quiet --json`` plus flags."""
-    return [sys.executable, "-m", "search.cli", "index", *paths, "--db", db, *flags,
+    """``python -m loupe.search.cli.main index PATH... --db DB --quiet --json`` plus flags."""
+    return [sys.executable, "-m", "loupe.search.cli", "index", *paths, "--db", db, *flags,
             "--quiet", "--json", *extra]
 
 

@@ -2,7 +2,7 @@
 latency, and what that means for 1.6 billion frames.
 
 Vectors are clustered unit vectors of ``--dim`` (512, CLIP ViT-B-32's), generated in
-chunks. The index is the one ``search.ann_plan.plan_index`` picks for ``--n`` vectors in
+chunks. The index is the one ``loupe.search.ann.plan.plan_index`` picks for ``--n`` vectors in
 ``--budget-gib`` (give a small budget to get IVF-PQ), built and tuned exactly as the
 library builds it (trained on a seeded sample, nprobe raised until recall@10 >= 0.95 on
 held-out queries, or as high as it goes). ``--flat-limit`` lowers the exact-search limit
@@ -34,7 +34,7 @@ from _common import percentile, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from search.ann_plan import (  # noqa: E402
+from loupe.search.ann.plan import (  # noqa: E402
     build,
     exact_top,
     plan_index,

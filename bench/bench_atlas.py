@@ -60,9 +60,8 @@ def build_store(db: str, n: int, dim: int, clusters: int, seed: int):
     import shutil
 
     import pyarrow as pa
-
-    from indexer.encoders.base import EncoderSpec, ImagePreprocess
-    from search.store import Store, item_id, items_schema
+    from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
+    from loupe.search.store.store import Store, item_id, items_schema
 
     marker = os.path.join(db, ".bench-complete")
     if os.path.exists(marker):
@@ -108,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import plotly
     import plotly.io as pio
-
-    from search import atlas as A
+    from loupe.search import atlas as A
 
     print(f"bench_atlas: {machine_info()}")
     print(f"  numpy {np.__version__}, plotly {plotly.__version__}, umap "
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  load          {statistics.median(loads):8.3f} s  (load_atlas from the cache, "
           f"median of {len(loads)})")
 
-    from ui.atlas_view import figure
+    from loupe.ui.views.atlas import figure
 
     hits = np.arange(0, len(atlas), max(1, len(atlas) // 100))[:100]
     t = time.perf_counter()

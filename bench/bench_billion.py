@@ -43,7 +43,7 @@ from _common import DEFAULT_WORK, machine_info, percentile, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from search.ann_plan import rescore, set_search_params  # noqa: E402
+from loupe.search.ann.plan import rescore, set_search_params  # noqa: E402
 
 CHUNK = 250_000
 

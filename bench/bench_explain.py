@@ -2,12 +2,12 @@
 
 1. **Label vectors**: a full-size ViT-B-32 (seeded random weights from a local file, the
    speed is the same) embeds the prompt ensembles of the shipped vocabularies
-   (``search.labels.label_vectors``; ImageNet-1k is 998 labels x 8 prompts): texts/s,
+   (``loupe.search.explain.labels.label_vectors``; ImageNet-1k is 998 labels x 8 prompts): texts/s,
    cold (computed) and warm (read from the cache).
-2. **Tagging**: ``search.labels.shares`` + ``search.tags.top_labels`` of ``--rows``
+2. **Tagging**: ``loupe.search.explain.labels.shares`` + ``loupe.search.explain.tags.top_labels`` of ``--rows``
    stored vectors against ImageNet-1k's label vectors (what ``loupe index --tags``
    does after a run, minus the store): vectors/s.
-3. **Duplicates** (``--no-dups`` skips it; needs LanceDB): ``search.duplicates.
+3. **Duplicates** (``--no-dups`` skips it; needs LanceDB): ``loupe.search.explain.duplicates.
    find_duplicates`` on a real store of ``--rows`` synthetic photo rows, ``--copies`` of
    which have a near copy: seconds, and whether every planted pair was found.
 
@@ -32,8 +32,8 @@ from _common import DEFAULT_WORK, vit_b32_weights, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.encoders import load_encoder  # noqa: E402
-from search.labels import (  # noqa: E402
+from loupe.indexer.encoders import load_encoder  # noqa: E402
+from loupe.search.explain.labels import (  # noqa: E402
     label_vectors,
     load_vocabulary,
     shares,
@@ -74,7 +74,7 @@ def bench_tagging(encoder, cache: str, rows: int, seed: int) -> dict:
     vecs = rng.normal(size=(rows, lv.shape[1])).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     t0 = time.perf_counter()
-    for start in range(0, rows, 8192):  # as search.tags.update_tags does
+    for start in range(0, rows, 8192):  # as loupe.search.explain.tags.update_tags does
         top_shares(shares(vecs[start:start + 8192], lv, encoder.logit_scale), 5)
     dt = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -88,9 +88,9 @@ def bench_tagging(encoder, cache: str, rows: int, seed: int) -> dict:
 
 
 def bench_duplicates(rows: int, copies: int, dim: int, seed: int) -> dict:
-    from indexer.encoders.base import EncoderSpec, ImagePreprocess
-    from search.duplicates import find_duplicates
-    from search.store import Store
+    from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
+    from loupe.search.explain.duplicates import find_duplicates
+    from loupe.search.store.store import Store
 
     rng = np.random.default_rng(seed)
     vecs = rng.normal(size=(rows, dim)).astype(np.float32)

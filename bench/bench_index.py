@@ -1,4 +1,4 @@
-"""End-to-end indexing throughput through the real CLI (``python -m search.cli index``).
+"""End-to-end indexing throughput through the real CLI (``python -m loupe.search.cli.main index``).
 
 Measures, each run in its own subprocess exactly as a user runs ``loupe index``:
 

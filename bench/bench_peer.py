@@ -107,7 +107,7 @@ def peer_vectors(out: str) -> dict[str, np.ndarray]:
 
 def loupe_vectors(db: str) -> dict[str, np.ndarray]:
     """{path: vector} of the photos in a Loupe database."""
-    from search.store import Store
+    from loupe.search.store.store import Store
 
     store = Store(db)
     column = next(iter(store.encoders))

@@ -10,7 +10,7 @@ first run takes a while and its time is reported too), then runs the same comman
 files/s, with the peak memory of the process tree.
 
 Then (``--no-breakdown`` to skip) it times the phases of an unchanged run in-process,
-the way ``indexer.pipeline.index_paths`` does them, to show where the seconds go: the
+the way ``loupe.indexer.pipeline.run.index_paths`` does them, to show where the seconds go: the
 directory walk, reading the file states from the store, the diff, ``store.optimize()``
 and the FAISS rebuild.
 
@@ -82,9 +82,9 @@ def make_files(root: str, n: int, per_folder: int, seed: int) -> float:
 
 def breakdown(root: str, db: str) -> None:
     """Time the phases of an unchanged run in-process (as index_paths does them)."""
-    from indexer.scan import scan
-    from search.ann import build_index
-    from search.store import Store
+    from loupe.indexer.scan import scan
+    from loupe.search.ann.index import build_index
+    from loupe.search.store.store import Store
 
     def timed(label: str, fn):
         t = time.perf_counter()

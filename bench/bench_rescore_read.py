@@ -35,10 +35,9 @@ import time
 import numpy as np
 import pyarrow as pa
 from _common import DEFAULT_WORK, machine_info, summary_ms
-
-from indexer.encoders.base import EncoderSpec
-from search.position_vectors import PositionVectors
-from search.store import Store, item_id, items_schema
+from loupe.indexer.encoders.base import EncoderSpec
+from loupe.search.ann.position_vectors import PositionVectors
+from loupe.search.store.store import Store, item_id, items_schema
 
 DIM = 512
 CHUNK = 100_000

@@ -4,7 +4,7 @@ Part 1, at each of ``--sizes`` (10k, 100k, 1M) synthetic L2-normalised float32 v
 dimension ``--dim`` (512), one query at a time (single-query latency, what an interactive
 search does), top ``-k`` (10), p50 / p99 / mean in ms over ``--queries`` queries:
 
-- ``faiss``          ``search.ann.VectorIndex.search`` on the index a store of that size
+- ``faiss``          ``loupe.search.ann.index.VectorIndex.search`` on the index a store of that size
                      gets (up to 1M: exact, fp16 codes scanned + whole-vector
                      re-scoring), no filter;
 - ``faiss+mask``     the same with a folder filter mask selecting ~10 % of the rows (mask
@@ -22,7 +22,7 @@ search does), top ``-k`` (10), p50 / p99 / mean in ms over ``--queries`` queries
 Ratios are numpy / FAISS (above 1: FAISS is faster). Top-k agreement between FAISS and
 NumPy is printed as a sanity check. The rows' paths are laid out as 10 folders of 10 %.
 
-Part 2 (``--no-e2e`` skips it): ``search.engine.Searcher.search`` for text queries with a
+Part 2 (``--no-e2e`` skips it): ``loupe.search.engine.Searcher.search`` for text queries with a
 full-size ViT-B-32 (seeded random weights from a local file) on a real Loupe store
 (LanceDB + saved FAISS index) of ``--e2e-rows`` rows (5000; vectors are random, which
 does not change the speed), or on an existing store (``--db``, e.g. the one
@@ -82,11 +82,10 @@ def bench_paths(n: int, root: str = "/bench/photos") -> list[str]:
 
 
 def make_vector_index(vecs: np.ndarray):
-    """The ``search.ann.VectorIndex`` a store with these vectors gets (the planned kind:
+    """The ``loupe.search.ann.index.VectorIndex`` a store with these vectors gets (the planned kind:
     exact fp16 codes + re-scoring up to 1M), over synthetic rows."""
     import pyarrow as pa
-
-    from search.ann import _build
+    from loupe.search.ann.index import _build
 
     n, dim = vecs.shape
     table = pa.table({
@@ -224,11 +223,10 @@ def e2e(args) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["XDG_CACHE_HOME"] = os.path.join(args.work, "cache")
     import torch
-
-    from indexer.encoders import load_encoder
-    from search.ann import build_index
-    from search.engine import Searcher
-    from search.store import Store
+    from loupe.indexer.encoders import load_encoder
+    from loupe.search.ann.index import build_index
+    from loupe.search.engine import Searcher
+    from loupe.search.store.store import Store
 
     print(f"\n== end to end: Searcher.search, text queries, ViT-B-32 random weights, "
           f"torch {torch.__version__} threads={torch.get_num_threads()} ==", flush=True)
@@ -253,7 +251,7 @@ def e2e(args) -> None:
             column = store.register_encoder(enc.spec)
             vecs = unit_vectors(args.e2e_rows, enc.dim, args.seed + 2)
             paths = bench_paths(args.e2e_rows, "/bench/e2e")
-            from search.store import item_id
+            from loupe.search.store.store import item_id
 
             for s in range(0, args.e2e_rows, 1000):
                 rows = [{"id": item_id(p), "path": p, "kind": "photo", "size": 3_000_000,

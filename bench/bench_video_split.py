@@ -37,8 +37,7 @@ from _common import (
     run_monitored,
 )
 from bench_media import make_video
-
-from search.store import Store
+from loupe.search.store.store import Store
 
 
 def frames_of(db: str) -> list[tuple[float, int]]:

@@ -6,7 +6,7 @@ carry), so this drives the same library functions the pipeline uses, minus the s
 1. a full-size ViT-B-32 (seeded random weights saved to a file, loaded through Loupe's
    open_clip loader on ``cuda``): ``embed_pixels`` images/s at batch 256 (fp16
    autocast, host uint8 -> GPU included);
-2. a video decoded by the worker code (``indexer.worker.process_file_with``: PyAV decode
+2. a video decoded by the worker code (``loupe.indexer.decode.worker.process_file_with``: PyAV decode
    of every frame, shot detection, 1 frame/s resized to 224, spilled to disk): decode
    seconds, then all its frames embedded on the GPU from the spill: frames/s;
 3. a full-size imagebind_huge (random weights saved to a file, loaded through
@@ -35,9 +35,9 @@ from _common import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.audio_decode import audio_features  # noqa: E402
-from indexer.encoders.base import AudioPreprocess  # noqa: E402
-from indexer.worker import DecodeSettings, process_file_with  # noqa: E402
+from loupe.indexer.decode.worker import DecodeSettings, process_file_with  # noqa: E402
+from loupe.indexer.encoders.base import AudioPreprocess  # noqa: E402
+from loupe.indexer.media.audio import audio_features  # noqa: E402
 
 
 def _sync() -> None:
@@ -79,8 +79,7 @@ def main() -> None:
 
     # 1. ViT-B-32 on the GPU.
     import open_clip
-
-    from indexer.encoders.openclip import load_open_clip
+    from loupe.indexer.encoders.openclip import load_open_clip
 
     torch.manual_seed(0)
     w = os.path.join(work, "vit-b-32.pt")
@@ -132,7 +131,7 @@ def main() -> None:
     print(f"sound: {len(feats)} windows decoded + fbank in {res['audio_decode_fbank_s']:.1f} s "
           f"({len(feats) * 2 / res['audio_decode_fbank_s']:.0f} audio s/s, one process)")
     if not args.skip_imagebind:
-        from indexer.encoders.imagebind import import_imagebind_model, load_imagebind
+        from loupe.indexer.encoders.imagebind import import_imagebind_model, load_imagebind
 
         t0 = time.perf_counter()
         torch.manual_seed(0)

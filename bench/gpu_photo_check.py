@@ -37,9 +37,9 @@ from make_photos import make_photos
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.decode_pool import decode_files  # noqa: E402
-from indexer.scan import FileEntry  # noqa: E402
-from indexer.worker import DecodeSettings  # noqa: E402
+from loupe.indexer.decode.pool import decode_files  # noqa: E402
+from loupe.indexer.decode.worker import DecodeSettings  # noqa: E402
+from loupe.indexer.scan import FileEntry  # noqa: E402
 
 
 def _sync() -> None:
@@ -130,8 +130,7 @@ def faiss_gpu(n: int, dim: int, res: dict) -> None:
 def main() -> None:
     import open_clip
     import torch
-
-    from indexer.encoders.openclip import load_open_clip
+    from loupe.indexer.encoders.openclip import load_open_clip
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", required=True, help="folder of source photos")

@@ -5,6 +5,6 @@ Stages live in their own modules: ``scan`` (walk roots, classify by content),
 ``encoders`` (the Encoder seam and its backends) and ``pipeline`` (the run itself).
 """
 
-from indexer.errors import LoupeError
+from loupe.indexer.errors import LoupeError
 
 __all__ = ["LoupeError"]

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
-from indexer.encoders import Encoder, encoder_from_spec
-from search.ann import VectorIndex, load_index
-from search.duplicates import check_threshold, drop_near_duplicates
-from search.query import Term, modalities, parse_query, query_vector
-from search.store import Store
-from search.tags import ids_with_tags
+from loupe.indexer.encoders import Encoder, encoder_from_spec
+from loupe.search.ann.index import VectorIndex, load_index
+from loupe.search.explain.duplicates import check_threshold, drop_near_duplicates
+from loupe.search.explain.tags import ids_with_tags
+from loupe.search.query import Term, modalities, parse_query, query_vector
+from loupe.search.store.store import Store
 
 
 @dataclass

@@ -12,10 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from indexer.encoders.base import Encoder, l2_normalise
-from indexer.errors import LoupeError
-from indexer.media import AUDIO_EXTS, IMAGE_EXTS
+from loupe.indexer.encoders.base import Encoder, l2_normalise
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.media.sniff import AUDIO_EXTS, IMAGE_EXTS
 
 _WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
 TEXT, IMAGE, AUDIO = "text", "image", "audio"
@@ -81,8 +80,8 @@ def parse_query(
 
 def _is_sound(path: str) -> bool:
     """An audio file, by content (falls back to the extension when unreadable)."""
-    from indexer.media import AUDIO as AUDIO_MEDIA
-    from indexer.media import HEAD_BYTES, kind_from_extension, sniff
+    from loupe.indexer.media.sniff import AUDIO as AUDIO_MEDIA
+    from loupe.indexer.media.sniff import HEAD_BYTES, kind_from_extension, sniff
 
     try:
         with open(path, "rb") as f:
@@ -99,8 +98,8 @@ def modalities(terms: Sequence[Term]) -> set[str]:
 
 def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
     """The unit vector of a parsed query."""
-    from indexer.audio_decode import AudioDecodeError
-    from indexer.image_decode import ImageDecodeError, decode_image_file
+    from loupe.indexer.media.audio import AudioDecodeError
+    from loupe.indexer.media.image import ImageDecodeError, decode_image_file
 
     # The same term twice is one term with the summed weight: "cat - cat" cancels exactly
     # (two rows of one batch need not embed to bitwise-equal vectors).

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from indexer.encoders.imagebind import weights_license
-from search.ann import saved_info
-from search.attribution import collections
-from search.store import CODE_NOT_MEDIA, CODE_UNSUPPORTED, Store
-from search.tags import tagging_config
+from loupe.indexer.encoders.imagebind import weights_license
+from loupe.search.ann.index import saved_info
+from loupe.search.explain.attribution import collections
+from loupe.search.explain.tags import tagging_config
+from loupe.search.store.store import CODE_NOT_MEDIA, CODE_UNSUPPORTED, Store
 
 
 def index_status(store: Store) -> dict:

@@ -13,10 +13,9 @@ import io
 import os
 import tempfile
 
+from loupe.indexer.errors import LoupeError
+from loupe.search.store.store import AUDIO, FRAME, Store
 from PIL import Image
-
-from indexer.errors import LoupeError
-from search.store import AUDIO, FRAME, Store
 
 THUMB_SIZE = 320  # longest side, pixels
 
@@ -41,8 +40,8 @@ def item_path(store: Store, item_id: str) -> str:
 
 def item_picture(store: Store, item_id: str) -> Image.Image:
     """An item's picture at full size (a photo, or a video frame at its timestamp)."""
-    from indexer.image_decode import ImageDecodeError, upright_image_file
-    from indexer.video_decode import VideoDecodeError, frame_at
+    from loupe.indexer.media.image import ImageDecodeError, upright_image_file
+    from loupe.indexer.media.video import VideoDecodeError, frame_at
 
     row = item_row(store, item_id)
     if row["kind"] == AUDIO:
@@ -70,8 +69,8 @@ def thumbnail(store: Store, item_id: str, size: int = THUMB_SIZE) -> bytes:
 def reference_thumbnail(store: Store, key: str, size: int = THUMB_SIZE) -> bytes:
     """JPEG thumbnail of a registered reference work (style attribution's evidence), by
     its key: like items, only files registered in the index are opened."""
-    from indexer.image_decode import ImageDecodeError, upright_image_file
-    from search.store import sql_str
+    from loupe.indexer.media.image import ImageDecodeError, upright_image_file
+    from loupe.search.store.store import sql_str
 
     if not isinstance(key, str) or not key.isalnum():
         raise LoupeError("not a reference work")

@@ -17,9 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-from indexer.encoders import register_backend  # noqa: E402
-from indexer.encoders.base import (  # noqa: E402
+from loupe.indexer.encoders import register_backend  # noqa: E402
+from loupe.indexer.encoders.base import (  # noqa: E402
     AudioPreprocess,
     Encoder,
     EncoderSpec,

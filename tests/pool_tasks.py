@@ -1,4 +1,4 @@
-"""Worker tasks for tests of indexer.decode_pool: the real ones, wrapped to record what
+"""Worker tasks for tests of loupe.indexer.decode.pool: the real ones, wrapped to record what
 ran and to misbehave on cue. Module-level (the pool pickles tasks by name); they act on
 environment variables, which spawned workers inherit:
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from indexer.worker import FileResult, PartResult, process_file, process_part
+from loupe.indexer.decode.worker import FileResult, PartResult, process_file, process_part
 
 
 def _log(line: str) -> None:

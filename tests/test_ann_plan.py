@@ -8,11 +8,10 @@ import os
 import faiss
 import numpy as np
 import pytest
-
-from indexer.encoders.base import EncoderSpec, ImagePreprocess
-from indexer.errors import LoupeError
-from search import ann, ann_plan
-from search.ann_plan import (
+from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
+from loupe.indexer.errors import LoupeError
+from loupe.search import ann, ann_plan
+from loupe.search.ann.plan import (
     RECALL_TARGET,
     build,
     exact_top,
@@ -22,7 +21,7 @@ from search.ann_plan import (
     tune,
     tuning_queries,
 )
-from search.store import Store
+from loupe.search.store.store import Store
 
 GIB = 1 << 30
 
@@ -179,7 +178,7 @@ def test_many_deletions_trigger_a_rebuild(big_store, monkeypatch):
 
 
 def test_status_shows_the_index_kind_and_recall(big_store, capsys):
-    from search.cli import main as loupe
+    from loupe.search.cli.main import main as loupe
 
     store, col, kind = big_store
     ann.load_index(store, col)
@@ -365,7 +364,7 @@ def test_pq_rescoring_reads_vector_files_beside_the_index(tmp_path, monkeypatch)
 
 
 def test_position_vectors_merge_past_the_segment_limit(tmp_path, monkeypatch):
-    from search import position_vectors as pv
+    from loupe.search import position_vectors as pv
 
     monkeypatch.setattr(pv, "MAX_SEGMENTS", 3)
     rng = np.random.default_rng(0)

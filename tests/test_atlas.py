@@ -10,13 +10,12 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO, ToyEncoder, solid
+from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.search import atlas as A
+from loupe.search.store.store import Store, item_id
 from PIL import Image
-
-from indexer.encoders.base import EncoderSpec, ImagePreprocess
-from indexer.errors import LoupeError
-from indexer.pipeline import IndexOptions, index_paths
-from search import atlas as A
-from search.store import Store, item_id
 
 OPTS = IndexOptions(workers=0, progress=False)
 
@@ -316,7 +315,7 @@ def test_atlas_cli_writes_the_map_and_reuses_the_cache(tmp_path, capsys):
     import csv
     import json
 
-    from search.cli import main as loupe
+    from loupe.search.cli.main import main as loupe
 
     root = tmp_path / "photos"
     _photos(root, {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)})

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 from conftest import ToyEncoder, solid
-
-from indexer.errors import LoupeError
-from indexer.pipeline import IndexOptions, index_paths
-from search.attribution import (
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.search.cli.main import main as loupe
+from loupe.search.explain.attribution import (
     ReferenceSet,
     add_collection,
     attribute,
@@ -21,9 +21,8 @@ from search.attribution import (
     reference_set,
     remove_collection,
 )
-from search.cli import main as loupe
-from search.groundings import Target
-from search.store import Store
+from loupe.search.explain.grounding.cache import Target
+from loupe.search.store.store import Store
 
 
 def _clusters(seed=0, per=30, dim=32, spread=0.25):

@@ -10,8 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
-
-from indexer.audio_decode import (
+from loupe.indexer.media.audio import (
     AudioDecodeError,
     audio_windows,
     decode_audio,

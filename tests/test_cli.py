@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import solid
-
-from search.cli import main
-from search.store import Store, item_id
+from loupe.search.cli.main import main
+from loupe.search.store.store import Store, item_id
 
 N_CORPUS = 8  # corpus photos copied into the test folder
 
 
 def _loupe_cmd() -> list[str]:
     script = Path(sys.executable).parent / "loupe"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "search.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "loupe.search.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +46,8 @@ def indexed(tmp_path_factory, tiny_clip_dir, corpus):
 @pytest.fixture(scope="module")
 def brute(indexed):
     """Exact scores worked out here, from the stored vectors and the model itself."""
-    from indexer.encoders import load_encoder
-    from indexer.image_decode import decode_image_file
+    from loupe.indexer.encoders import load_encoder
+    from loupe.indexer.media.image import decode_image_file
 
     _, db, tiny = indexed
     store = Store(str(db))
@@ -302,9 +301,8 @@ def test_loupe_db_env_is_honoured(tmp_path, capsys, monkeypatch, tiny_clip_dir):
 
 def test_unchanged_rerun_with_flags_loads_no_model_and_swapped_weights_are_caught(
         tmp_path, capsys, monkeypatch, tiny_clip_dir):
+    import loupe.indexer.encoders.openclip as oc
     from tiny_models import make_tiny_clip_dir
-
-    import indexer.encoders.openclip as oc
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_clip_dir, model_dir)

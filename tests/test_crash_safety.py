@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from loupe.search.cli.main import main as loupe_main
+from loupe.search.status import index_status
+from loupe.search.store.store import Store, item_id
 from PIL import Image
-
-from search.cli import main as loupe_main
-from search.status import index_status
-from search.store import Store, item_id
 
 N_GOOD = 300
 N_BAD = 3
@@ -52,7 +51,7 @@ class KilledRun:
 
 def _loupe_cmd() -> list[str]:
     script = Path(sys.executable).parent / "loupe"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "search.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "loupe.search.cli"]
 
 
 def _make_photos(root: Path) -> None:
@@ -285,8 +284,7 @@ def test_a_table_whose_creation_was_killed_is_made_again(tmp_path, toy):
     """A kill while LanceDB creates a table leaves its folder without a version: it is
     listed but cannot be opened. It reads as missing, and the next write makes it anew."""
     from conftest import solid
-
-    from indexer.pipeline import IndexOptions, index_paths
+    from loupe.indexer.pipeline.run import IndexOptions, index_paths
 
     db = tmp_path / "db"
     store = Store(str(db), create=True)

@@ -8,11 +8,10 @@ import zlib
 
 import numpy as np
 import pytest
+from loupe.indexer.encoders.base import ImagePreprocess
+from loupe.indexer.media.image import ImageDecodeError, decode_image, to_model_input, to_rgb
+from loupe.indexer.media.sniff import sniff
 from PIL import Image
-
-from indexer.encoders.base import ImagePreprocess
-from indexer.image_decode import ImageDecodeError, decode_image, to_model_input, to_rgb
-from indexer.media import sniff
 
 PRE = ImagePreprocess(size=(16, 16))
 

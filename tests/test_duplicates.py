@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CORPUS, PixelEncoder
-
-from indexer.errors import LoupeError
-from indexer.pipeline import IndexOptions, index_paths
-from search.cli import main as loupe
-from search.duplicates import drop_near_duplicates, find_duplicates
-from search.engine import Searcher
-from search.store import Store
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.search.cli.main import main as loupe
+from loupe.search.engine import Searcher
+from loupe.search.explain.duplicates import drop_near_duplicates, find_duplicates
+from loupe.search.store.store import Store
 
 SIDE = 8
 # Measured with PixelEncoder(8) on the photos and copies below: copies of one photo have
@@ -63,7 +62,7 @@ def photos(tmp_path_factory) -> tuple[Store, Path]:
 
 
 def _vectors(store: Store) -> tuple[list[str], np.ndarray]:
-    from search.ann import load_index
+    from loupe.search.ann.index import load_index
 
     index = load_index(store, next(iter(store.encoders)))
     return [str(p) for p in index.paths], index.vectors(np.arange(len(index)))

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ToyEncoder
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.search.cli.main import main as loupe_main
+from loupe.search.explain.grounding.cache import ground_targets, resolve_target
+from loupe.search.explain.grounding.draw import PALETTE, contact_sheet, draw_grounding
+from loupe.search.explain.grounding.kosmos2 import Entity, Grounding, load_grounder
+from loupe.search.store.store import Store
 from PIL import Image
-
-from indexer.errors import LoupeError
-from indexer.pipeline import IndexOptions, index_paths
-from search.cli import main as loupe_main
-from search.draw import PALETTE, contact_sheet, draw_grounding
-from search.grounding import Entity, Grounding, load_grounder
-from search.groundings import ground_targets, resolve_target
-from search.store import Store
 
 
 @pytest.fixture(scope="module")

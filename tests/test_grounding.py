@@ -12,10 +12,8 @@ import shutil
 import time
 
 import pytest
-from PIL import Image
-
-from indexer.errors import LoupeError
-from search.grounding import (
+from loupe.indexer.errors import LoupeError
+from loupe.search.explain.grounding.kosmos2 import (
     DEFAULT_GROUNDING_MODEL,
     DEFAULT_PROMPT,
     MAX_PROMPT_CHARS,
@@ -26,6 +24,7 @@ from search.grounding import (
     normalise_prompt,
     parse_generation,
 )
+from PIL import Image
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "horse.png")
 SNOWMAN = ("<grounding> An image of<phrase> a snowman</phrase><object><patch_index_0044>"

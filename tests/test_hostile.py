@@ -20,18 +20,17 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import loupe.indexer.decode.worker as worker_mod
 import numpy as np
 import pytest
 from conftest import PixelEncoder, solid
 from conftest import seen_pixels as _seen_pixels
+from loupe.indexer.decode.worker import DecodeSettings, process_file_with
+from loupe.indexer.encoders.base import ImagePreprocess
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.search.status import index_status
+from loupe.search.store.store import Store
 from PIL import Image
-
-import indexer.worker as worker_mod
-from indexer.encoders.base import ImagePreprocess
-from indexer.pipeline import IndexOptions, index_paths
-from indexer.worker import DecodeSettings, process_file_with
-from search.status import index_status
-from search.store import Store
 
 
 def _permissions_enforced() -> bool:
@@ -332,7 +331,7 @@ def test_hostile_folder_through_cli(hostile, tmp_path, tiny_clip_dir):
     db = tmp_path / "cli-db"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOUPE_DB": str(tmp_path / "unused-db")}
     script = Path(sys.executable).parent / "loupe"
-    loupe = [str(script)] if script.exists() else [sys.executable, "-m", "search.cli"]
+    loupe = [str(script)] if script.exists() else [sys.executable, "-m", "loupe.search.cli"]
     proc = subprocess.run(
         [*loupe, "index", str(root), "--db", str(db), "--model", tiny_clip_dir,
          "--workers", "2", "--quiet", "--json"],
@@ -398,7 +397,7 @@ def test_large_legal_image_is_not_refused(tmp_path, toy):
 
 def test_symlinked_folder_inside_roots_keeps_real_paths(tmp_path):
     """A link that sorts before the folder it points to does not steal its files."""
-    from indexer.scan import scan
+    from loupe.indexer.scan import scan
 
     real = tmp_path / "root" / "z-real"
     solid(real / "p.png", (1, 2, 3))

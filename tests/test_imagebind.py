@@ -29,10 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from indexer.encoders import EncoderSpec, LazyEncoder, encoder_from_spec, load_encoder
-from indexer.encoders.imagebind import (
+from loupe.indexer.encoders import EncoderSpec, LazyEncoder, encoder_from_spec, load_encoder
+from loupe.indexer.encoders.imagebind import (
     CHECKPOINT_ENV,
     IMAGEBIND_CHECKPOINT_URL,
     IMAGEBIND_MODELS,
@@ -43,7 +41,8 @@ from indexer.encoders.imagebind import (
     load_imagebind,
     weights_license,
 )
-from indexer.errors import LoupeError
+from loupe.indexer.errors import LoupeError
+from PIL import Image
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "camera.png",
           "coins.png", "color.png", "ihc.png"]
@@ -151,7 +150,7 @@ def test_import_does_not_run_imagebind_data(tiny_ib_dir):
     """Loupe imports only imagebind.models.*: imagebind/__init__.py (and with it
     imagebind.data, pkg_resources, pytorchvideo) never runs."""
     code = ("import sys\n"
-            "from indexer.encoders import load_encoder\n"
+            "from loupe.indexer.encoders import load_encoder\n"
             f"enc = load_encoder({tiny_ib_dir!r}, None, 'cpu')\n"
             "enc.embed_texts(['x'])\n"
             "bad = [m for m in ('imagebind.data', 'pytorchvideo') if m in sys.modules]\n"
@@ -339,7 +338,7 @@ def _report(size: str, what: str, cos: np.ndarray, names) -> None:
 
 
 def test_vision_parity(pair, reference, corpus):
-    from indexer.image_decode import to_model_input
+    from loupe.indexer.media.image import to_model_input
 
     size, enc = pair
     paths = [str(corpus / "photos" / name) for name in PHOTOS]
@@ -393,7 +392,7 @@ def test_reference_clips_are_loupe_windows(reference):
 
 
 def test_audio_parity(pair, reference, wavs):
-    from indexer.audio_decode import audio_windows, window_features
+    from loupe.indexer.media.audio import audio_windows, window_features
 
     size, enc = pair
     clip_cos, file_cos, names, file_vecs = [], [], [], []

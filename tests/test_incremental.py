@@ -10,16 +10,15 @@ import re
 import shutil
 from pathlib import Path
 
+import loupe.indexer.decode.worker as worker_mod
 import numpy as np
 import pytest
 from conftest import ToyEncoder, solid
-
-import indexer.worker as worker_mod
-from indexer.pipeline import IndexOptions, IndexReport, index_paths
-from search.cli import main as loupe_main
-from search.engine import Searcher
-from search.status import index_status
-from search.store import Store, item_id
+from loupe.indexer.pipeline.run import IndexOptions, IndexReport, index_paths
+from loupe.search.cli.main import main as loupe_main
+from loupe.search.engine import Searcher
+from loupe.search.status import index_status
+from loupe.search.store.store import Store, item_id
 
 COLOURS = {
     "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "white": (255, 255, 255),
@@ -161,7 +160,7 @@ def test_unchanged_folder_decodes_and_embeds_nothing(photos, tmp_path, monkeypat
         looked_at.append(path)
         return real(path, *a, **kw)
 
-    monkeypatch.setattr("indexer.decode_pool.process_file_with", spy)
+    monkeypatch.setattr("loupe.indexer.decode.pool.process_file_with", spy)
     before = _snapshot(Store(str(db)))
     store, report, enc = _index(photos, db)
     assert report.to_process == 0 and report.embedded == 0 and report.reused == 0

@@ -9,10 +9,9 @@ import io
 import numpy as np
 import pytest
 import torch
+from loupe.indexer.encoders import load_encoder
+from loupe.indexer.media.image import decode_image
 from PIL import Image
-
-from indexer.encoders import load_encoder
-from indexer.image_decode import decode_image
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
           "motorcycle_left.png", "camera.png", "coins.png"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from indexer.encoders import base
-from indexer.encoders.base import resolve_precision
-from indexer.errors import LoupeError
+from loupe.indexer.encoders import base
+from loupe.indexer.encoders.base import resolve_precision
+from loupe.indexer.errors import LoupeError
 
 
 def test_the_precision_follows_device_hardware_and_request(monkeypatch):
@@ -30,12 +29,11 @@ def test_the_precision_follows_device_hardware_and_request(monkeypatch):
 
 def test_bf16_vectors_match_fp32_on_real_photos(tiny_clip_dir, corpus):
     import torch
-
-    from indexer.encoders import load_encoder
-    from indexer.image_decode import decode_image_file
+    from loupe.indexer.encoders import load_encoder
+    from loupe.indexer.media.image import decode_image_file
 
     fp32 = load_encoder(tiny_clip_dir, None, "cpu")
-    from indexer.encoders.openclip import load_open_clip
+    from loupe.indexer.encoders.openclip import load_open_clip
 
     bf16 = load_open_clip(tiny_clip_dir, None, "cpu", precision="bf16")
     assert fp32.precision == "fp32" and bf16.precision == "bf16"

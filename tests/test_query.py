@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from indexer.errors import LoupeError
-from search.query import IMAGE, TEXT, Term, parse_query
+from loupe.indexer.errors import LoupeError
+from loupe.search.query import IMAGE, TEXT, Term, parse_query
 
 
 def files(*names):

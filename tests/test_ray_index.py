@@ -10,9 +10,8 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from search.cli import main
-from search.store import Store
+from loupe.search.cli.main import main
+from loupe.search.store.store import Store
 
 ray = pytest.importorskip("ray")
 
@@ -87,7 +86,7 @@ def test_ray_run_writes_exactly_the_rows_of_a_local_run(archive, tmp_path, tiny_
     assert ds.count_rows() == n and len(ds.get_fragments()) >= 1
 
     # searches agree
-    from search.engine import Searcher
+    from loupe.search.engine import Searcher
 
     a = [h.id for h in Searcher(Store(str(tmp_path / "local"))).search(["a cat"], k=5)]
     b = [h.id for h in Searcher(Store(str(tmp_path / "ray"))).search(["a cat"], k=5)]
@@ -112,11 +111,10 @@ def test_ray_refuses_a_run_without_every_model_of_the_index(archive, tmp_path, t
                                                              local_ray):
     """A library caller indexing with one of an index's two models: a Ray run appends
     whole rows, so it refuses (the CLI always runs every model of the index)."""
+    from loupe.indexer.encoders import load_encoder
+    from loupe.indexer.errors import LoupeError
+    from loupe.indexer.pipeline.run import IndexOptions, index_paths
     from tiny_models import make_tiny_clip_dir
-
-    from indexer.encoders import load_encoder
-    from indexer.errors import LoupeError
-    from indexer.pipeline import IndexOptions, index_paths
 
     other = make_tiny_clip_dir(str(tmp_path / "other-tiny"), seed=1)
     db = tmp_path / "two"
@@ -141,8 +139,8 @@ def test_items_written_by_ray_keep_the_store_schema(archive, tmp_path, tiny_clip
 def test_without_the_ray_extra_the_error_says_what_to_install(monkeypatch):
     import sys
 
-    from indexer import ray_index
-    from indexer.errors import LoupeError
+    from loupe.indexer import ray_index
+    from loupe.indexer.errors import LoupeError
 
     monkeypatch.setitem(sys.modules, "lance_ray", None)  # as if not installed
     with pytest.raises(LoupeError, match=r"lance_ray is missing\): pip install -e '\.\[ray\]'"):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import ToyEncoder, solid
-
-from indexer.errors import LoupeError
-from indexer.pipeline import IndexOptions, index_paths
-from indexer.worker import DecodeSettings, process_file_with
-from search.engine import Searcher
-from search.store import Store
+from loupe.indexer.decode.worker import DecodeSettings, process_file_with
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.search.engine import Searcher
+from loupe.search.store.store import Store
 
 OPTS = dict(workers=0, progress=False)
 
@@ -128,8 +127,8 @@ def test_date_filters_by_file_time(tmp_path, toy, capsys):
     import json
     import os
 
-    from search.cli import date_range
-    from search.cli import main as loupe_main
+    from loupe.search.cli.main import date_range
+    from loupe.search.cli.main import main as loupe_main
 
     root = tmp_path / "dated"
     days = {"old.png": "2020-01-01", "mid.png": "2021-06-15", "new.png": "2023-03-03"}

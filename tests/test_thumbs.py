@@ -5,18 +5,17 @@ from __future__ import annotations
 import io
 import shutil
 
+import loupe.search.thumbs as thumbs
 import numpy as np
 import pytest
 from conftest import SoundToyEncoder, sine, solid, write_wav
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.media.video import frame_at
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.search.cli.main import main as loupe_main
+from loupe.search.cli.main import ui_command
+from loupe.search.store.store import Store
 from PIL import Image
-
-import search.thumbs as thumbs
-from indexer.errors import LoupeError
-from indexer.pipeline import IndexOptions, index_paths
-from indexer.video_decode import frame_at
-from search.cli import main as loupe_main
-from search.cli import ui_command
-from search.store import Store
 
 
 @pytest.fixture

@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, SoundToyEncoder, ToyEncoder, sine, solid, write_wav
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.search import thumbs
+from loupe.search.store.store import Store
+from loupe.ui import core
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from indexer.errors import LoupeError
-from indexer.pipeline import IndexOptions, index_paths
-from search import thumbs
-from search.store import Store
-from ui import core
 
 APP = str(REPO / "ui" / "app.py")
 TIMEOUT = 60
@@ -339,20 +338,20 @@ def test_index_page_shows_counts_models_and_skipped_files(app, tmp_path):
 def test_indexing_a_folder_in_the_background_while_searching(tmp_path, monkeypatch):
     import threading
 
-    import indexer.pipeline
-    from ui.resources import index_job, search_service
-    from ui.services import IndexJob
+    import loupe.indexer.pipeline.run as run_mod
+    from loupe.ui.resources import index_job, search_service
+    from loupe.ui.services import IndexJob
 
     monkeypatch.setattr(IndexJob, "workers", 0)
     started, release = threading.Event(), threading.Event()
-    real = indexer.pipeline.index_paths
+    real = run_mod.index_paths
 
     def held(*a, **kw):  # the run waits until the test has searched meanwhile
         started.set()
         release.wait(30)
         return real(*a, **kw)
 
-    monkeypatch.setattr(indexer.pipeline, "index_paths", held)
+    monkeypatch.setattr(run_mod, "index_paths", held)
     first, later = tmp_path / "first", tmp_path / "later"
     solid(first / "red.png", (255, 0, 0))
     solid(later / "blue.png", (0, 0, 255))
@@ -460,8 +459,8 @@ def test_date_range_filters_results(app):
 def tagged(tmp_path_factory) -> str:
     """A tagged index (colour labels: answers known with the toy encoder), a copy of a
     photo, and two reference collections."""
-    from search.attribution import add_collection
-    from search.tags import enable_tagging
+    from loupe.search.explain.attribution import add_collection
+    from loupe.search.explain.tags import enable_tagging
 
     root = tmp_path_factory.mktemp("tagged")
     solid(root / "red.png", (255, 0, 0))

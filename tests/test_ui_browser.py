@@ -36,10 +36,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, corpus, tiny_clip_dir):
+    from loupe.search.cli.main import main as loupe_main
+    from loupe.search.cli.main import ui_command
     from tiny_models import make_tiny_imagebind_dir, make_tiny_kosmos2_dir
-
-    from search.cli import main as loupe_main
-    from search.cli import ui_command
 
     work = tmp_path_factory.mktemp("ui")
     root = work / "archive"
@@ -195,12 +194,16 @@ def test_a_grounding_draws_its_boxes(browser, served):
     import io
     import json
 
+    from loupe.search.explain.grounding.cache import cache_key, resolve_target
+    from loupe.search.explain.grounding.draw import PALETTE
+    from loupe.search.explain.grounding.kosmos2 import (
+        Entity,
+        Grounding,
+        load_grounder,
+        normalise_prompt,
+    )
+    from loupe.search.store.store import Store
     from PIL import Image
-
-    from search.draw import PALETTE
-    from search.grounding import Entity, Grounding, load_grounder, normalise_prompt
-    from search.groundings import cache_key, resolve_target
-    from search.store import Store
 
     store = Store(served["db"])
     rows = store._scan(store.items(), ["id", "path", "kind"]).to_pylist()
@@ -257,7 +260,7 @@ def test_a_video_hit_plays_from_its_moment(page, served):
     url_item = page.evaluate("() => new URL(location.href).searchParams.get('item')")
     assert url_item
     _shot(page, served, "video-hit")
-    from search.store import Store
+    from loupe.search.store.store import Store
 
     row = Store(served["db"]).get_items([url_item])[url_item]
     assert row["kind"] == "frame"
@@ -312,9 +315,9 @@ def test_the_atlas_maps_the_index_and_a_box_picks_items(page, served):
 def test_tags_and_style_charts_with_evidence(page, served, corpus, tmp_path):
     """The selected picture's tags, artists, movements and reference collections are
     drawn as bar charts, with the nearest reference works as thumbnails."""
-    from indexer.encoders import LazyEncoder
-    from search.attribution import add_collection
-    from search.store import Store
+    from loupe.indexer.encoders import LazyEncoder
+    from loupe.search.explain.attribution import add_collection
+    from loupe.search.store.store import Store
 
     refs = tmp_path / "refs"
     for who, names in (("Cats", ["chelsea.png"]), ("Machines", ["camera.png", "rocket.jpg"])):

@@ -11,8 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from indexer.video_decode import (
+from loupe.indexer.media.video import (
     FrameSampler,
     VideoDecodeError,
     VideoFrame,
@@ -388,7 +387,7 @@ def test_long_video_streams_in_bounded_memory(tmp_path):
 def test_frame_at_gives_the_frame_on_screen(corpus):
     """frame_at(t) is the frame PyAV decodes at t (exactly, for a stored timestamp), the
     last frame before t between frames, the last frame past the end."""
-    from indexer.video_decode import frame_at
+    from loupe.indexer.media.video import frame_at
 
     path = corpus / "video" / "three_shots.mp4"
     with av.open(str(path)) as c:

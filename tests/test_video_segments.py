@@ -18,20 +18,8 @@ import av
 import numpy as np
 import pytest
 from conftest import PixelEncoder, SoundToyEncoder
-from test_video_decode import ramp, write_clip
-
-from indexer.decode_pool import decode_files
-from indexer.encoders.base import AudioPreprocess, ImagePreprocess
-from indexer.pipeline import IndexOptions, index_paths
-from indexer.scan import FileEntry
-from indexer.video_decode import (
-    FrameSampler,
-    SegmentEdges,
-    join_segments,
-    plan_segments,
-    sample_frames,
-)
-from indexer.worker import (
+from loupe.indexer.decode.pool import decode_files
+from loupe.indexer.decode.worker import (
     CODE_BAD,
     SOUNDTRACK,
     DecodeSettings,
@@ -40,7 +28,18 @@ from indexer.worker import (
     process_file_with,
     process_part_with,
 )
-from search.store import Store
+from loupe.indexer.encoders.base import AudioPreprocess, ImagePreprocess
+from loupe.indexer.media.video import (
+    FrameSampler,
+    SegmentEdges,
+    join_segments,
+    plan_segments,
+    sample_frames,
+)
+from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.scan import FileEntry
+from loupe.search.store.store import Store
+from test_video_decode import ramp, write_clip
 
 TASKS = ("pool_tasks", "file_task", "part_task")
 

@@ -3,7 +3,7 @@ them with Kosmos-2, and see what the index holds.
 
 Started by ``loupe ui`` as ``streamlit run ui/app.py -- --db DIR [--grounding-model M]``.
 Every action goes through the library the CLI uses (search/, indexer/); files are only
-ever reached through search.thumbs by item id, so the app serves nothing but what the
+ever reached through loupe.search.thumbs by item id, so the app serves nothing but what the
 index holds.
 """
 

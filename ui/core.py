@@ -1,7 +1,7 @@
 """The UI's plain-Python helpers: no Streamlit here, so tests can call them directly.
 
 Everything the UI does to an index goes through the library the CLI uses
-(search.engine, search.query, search.store's public methods, search.thumbs); this module
+(loupe.search.engine, loupe.search.query, loupe.search.store.store's public methods, loupe.search.thumbs); this module
 only turns widget values into library calls and library answers into display values.
 Nothing here opens a file named by a person: the query box is text only, uploads are
 written to private temporary files, and stored files are reached by item id.
@@ -22,12 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-
-from indexer.errors import LoupeError
-from search import thumbs
-from search.engine import Hit, Searcher
-from search.query import AUDIO, IMAGE, Term, modalities, parse_query, query_vector
-from search.store import FRAME, PHOTO, Store, default_db_dir
+from loupe.indexer.errors import LoupeError
+from loupe.search import thumbs
+from loupe.search.engine import Hit, Searcher
+from loupe.search.query import AUDIO, IMAGE, Term, modalities, parse_query, query_vector
+from loupe.search.store.store import FRAME, PHOTO, Store, default_db_dir
 
 # What an upload may be (the uploaders' `type=` lists; checked again here).
 IMAGE_UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff", "bmp"]
@@ -229,13 +228,13 @@ def more_like(searcher: Searcher, item_id: str, k: int, kind: str | None = None,
 # -- explain: tags and style ----------------------------------------------------------
 def explain(searcher: Searcher, item_id: str, vocabulary: str = "everyday", top: int = 8,
             style_top: int = 6, k: int = 10, temperature: float = 0.05):
-    """A stored picture's zero-shot tags (search.tags.TagResult, as ``loupe tag``) and
-    style attribution (search.attribution.Attribution, as ``loupe attribute``), from its
+    """A stored picture's zero-shot tags (loupe.search.explain.tags.TagResult, as ``loupe tag``) and
+    style attribution (loupe.search.explain.attribution.Attribution, as ``loupe attribute``), from its
     stored vector in the first model that embeds pictures and text."""
-    from search.attribution import attribute
-    from search.groundings import resolve_target
-    from search.labels import load_vocabulary
-    from search.tags import TagResult, tag_vectors, target_vectors
+    from loupe.search.explain.attribution import attribute
+    from loupe.search.explain.grounding.cache import resolve_target
+    from loupe.search.explain.labels import load_vocabulary
+    from loupe.search.explain.tags import TagResult, tag_vectors, target_vectors
 
     vocab = load_vocabulary(vocabulary)
     store = searcher.store

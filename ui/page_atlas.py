@@ -2,7 +2,7 @@
 
 import sys
 
-from ui import atlas_view
-from ui.core import parse_args
+from loupe.ui import atlas_view
+from loupe.ui.core import parse_args
 
 atlas_view.render(parse_args(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
 import sys
 
-from ui import search_view
-from ui.core import parse_args
+from loupe.ui import search_view
+from loupe.ui.core import parse_args
 
 search_view.render(parse_args(sys.argv[1:]))

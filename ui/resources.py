@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
-
-from indexer.errors import LoupeError
-from ui.services import GroundingService, IndexJob, SearchService, log_unexpected
+from loupe.indexer.errors import LoupeError
+from loupe.ui.services import GroundingService, IndexJob, SearchService, log_unexpected
 
 
 @st.cache_resource(show_spinner=False, validate=lambda s: s.fresh())

@@ -15,15 +15,14 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from loupe.indexer.errors import LoupeError
+from loupe.search import thumbs
+from loupe.search.engine import Searcher
+from loupe.search.explain.grounding.cache import cache_key, ground_targets, resolve_target
+from loupe.search.explain.grounding.draw import draw_grounding
+from loupe.search.explain.grounding.kosmos2 import Grounder, load_grounder, normalise_prompt
+from loupe.search.store.store import Store
 from PIL import Image
-
-from indexer.errors import LoupeError
-from search import thumbs
-from search.draw import draw_grounding
-from search.engine import Searcher
-from search.grounding import Grounder, load_grounder, normalise_prompt
-from search.groundings import cache_key, ground_targets, resolve_target
-from search.store import Store
 
 MAX_NEW_TOKENS = 64  # as `loupe ground`: the UI and the CLI share cached answers
 DISPLAY_SIDE = 1600  # longest side of pictures sent to the browser
@@ -95,7 +94,7 @@ class SearchService:
     def tag_labels(self) -> list[str]:
         """The labels the index's stored tags use (for the tag filter), per store
         version; empty when the index is not tagged."""
-        from search.tags import tagging_config
+        from loupe.search.explain.tags import tagging_config
 
         with self.lock:
             version = self.store.version()
@@ -111,7 +110,7 @@ class SearchService:
 
     def folders(self) -> list[str]:
         """Folders holding indexed files (for the folder filter), per store version."""
-        from ui.core import folder_choices
+        from loupe.ui.core import folder_choices
 
         with self.lock:
             version = self.store.version()
@@ -278,8 +277,8 @@ class IndexJob:
             self._state.done, self._state.total = done, total
 
     def _run(self, store: Store, folder: str) -> None:
-        from indexer.encoders import LazyEncoder
-        from indexer.pipeline import IndexOptions, index_paths
+        from loupe.indexer.encoders import LazyEncoder
+        from loupe.indexer.pipeline.run import IndexOptions, index_paths
 
         report, error = None, "the run was interrupted"
         try:

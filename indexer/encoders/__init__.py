@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from indexer.encoders.base import (
+from loupe.indexer.encoders.base import (
     AudioPreprocess,
     Encoder,
     EncoderSpec,
     ImagePreprocess,
     l2_normalise,
 )
-from indexer.errors import LoupeError
+from loupe.indexer.errors import LoupeError
 
 # backend name -> factory(spec, device) rebuilding an encoder from a recorded spec.
 _FROM_SPEC: dict[str, Callable[[EncoderSpec, str], Encoder]] = {}
@@ -27,7 +27,7 @@ def register_backend(name: str, factory: Callable[[EncoderSpec, str], Encoder]) 
 
 
 def _open_clip_from_spec(spec: EncoderSpec, device: str) -> Encoder:
-    from indexer.encoders.openclip import load_open_clip
+    from loupe.indexer.encoders.openclip import load_open_clip
 
     model = spec.model
     pretrained = None if model.startswith(("local-dir:", "hf-hub:")) else spec.weights
@@ -38,7 +38,7 @@ register_backend("open_clip", _open_clip_from_spec)
 
 
 def _imagebind_from_spec(spec: EncoderSpec, device: str) -> Encoder:
-    from indexer.encoders.imagebind import imagebind_from_spec
+    from loupe.indexer.encoders.imagebind import imagebind_from_spec
 
     return imagebind_from_spec(spec, device)
 
@@ -98,13 +98,13 @@ def load_encoder(model: str, pretrained: str | None, device: str = "auto") -> En
     checkpoint file, optional) or is a folder holding ``imagebind_config.json``;
     open_clip otherwise.
     """
-    from indexer.encoders.imagebind import is_imagebind_model
+    from loupe.indexer.encoders.imagebind import is_imagebind_model
 
     if is_imagebind_model(model):
-        from indexer.encoders.imagebind import load_imagebind
+        from loupe.indexer.encoders.imagebind import load_imagebind
 
         return load_imagebind(model, pretrained, device)
-    from indexer.encoders.openclip import load_open_clip
+    from loupe.indexer.encoders.openclip import load_open_clip
 
     return load_open_clip(model, pretrained, device)
 

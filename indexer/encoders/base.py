@@ -45,7 +45,7 @@ class AudioPreprocess:
 
     Windows of ``clip_seconds`` at ``sample_rate`` become a kaldi log-mel fbank of
     ``num_mel_bins`` x ``target_length`` frames, normalised with ``mean``/``std``
-    (ImageBind's recipe: :func:`indexer.audio_decode.kaldi_fbank`).
+    (ImageBind's recipe: :func:`loupe.indexer.media.audio.kaldi_fbank`).
     """
 
     sample_rate: int = 16000
@@ -203,11 +203,11 @@ class Encoder(ABC):
     def embed_audio(self, features: np.ndarray) -> np.ndarray:
         """Embed a float32 batch of audio features of shape (N, 1, mel bins, frames).
 
-        Features come from :func:`indexer.audio_decode.kaldi_fbank` with :attr:`audio`'s
+        Features come from :func:`loupe.indexer.media.audio.kaldi_fbank` with :attr:`audio`'s
         settings. Returns (N, dim) float32, each row of unit length. Backends without an
-        audio tower raise :class:`~indexer.errors.LoupeError`.
+        audio tower raise :class:`~loupe.indexer.errors.LoupeError`.
         """
-        from indexer.errors import LoupeError
+        from loupe.indexer.errors import LoupeError
 
         raise LoupeError(f"{self.spec.describe()} cannot embed sound; "
                          "index with an audio model (e.g. --model imagebind_huge)")
@@ -218,7 +218,7 @@ class Encoder(ABC):
         Every window of the file is embedded; the vector is the renormalised mean of the
         windows that are not silent (of all windows if every one is silent).
         """
-        from indexer.audio_decode import audio_features
+        from loupe.indexer.media.audio import audio_features
 
         if self.audio is None:
             return self.embed_audio(np.zeros((0,), np.float32))  # raises the clear error
@@ -232,7 +232,7 @@ class Encoder(ABC):
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed PIL images (any mode/size) with this encoder's preprocessing."""
-        from indexer.image_decode import to_model_input
+        from loupe.indexer.media.image import to_model_input
 
         if not images:
             return np.zeros((0, self.dim), np.float32)
@@ -264,7 +264,7 @@ def resolve_precision(precision: str | None, device: str, bf16_capable: bool) ->
 
     p = (precision or os.environ.get("LOUPE_PRECISION") or "auto").lower()
     if p not in PRECISIONS:
-        from indexer.errors import LoupeError
+        from loupe.indexer.errors import LoupeError
 
         raise LoupeError(f"precision {p!r}: use one of {', '.join(PRECISIONS)}")
     if device.startswith("cuda"):

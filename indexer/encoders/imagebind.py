@@ -4,7 +4,7 @@ The model code comes from the ``imagebind-unofficial`` package, imported without
 ``imagebind/__init__.py``: that file imports ``imagebind.data``, which needs
 ``pkg_resources`` (gone from setuptools >= 82) and pytorchvideo (broken against current
 torchvision). Loupe only needs ``imagebind.models.*`` and does its own decoding: images
-through :mod:`indexer.image_decode`, sound through :mod:`indexer.audio_decode`'s kaldi
+through :mod:`loupe.indexer.media.image`, sound through :mod:`loupe.indexer.media.audio`'s kaldi
 fbank, which reproduce ImageBind's ``load_and_transform_*`` (tests/test_imagebind.py
 checks that against ImageBind's own code).
 
@@ -29,8 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-
-from indexer.encoders.base import (
+from loupe.indexer.encoders.base import (
     AudioPreprocess,
     EncoderSpec,
     ImagePreprocess,
@@ -38,8 +37,8 @@ from indexer.encoders.base import (
     l2_normalise,
     pixels_to_tensor,
 )
-from indexer.encoders.openclip import file_sha256, resolve_device
-from indexer.errors import LoupeError
+from loupe.indexer.encoders.openclip import file_sha256, resolve_device
+from loupe.indexer.errors import LoupeError
 
 DEFAULT_IMAGEBIND_MODEL = "imagebind_huge"
 IMAGEBIND_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"

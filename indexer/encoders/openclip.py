@@ -10,15 +10,14 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 
 import numpy as np
-
-from indexer.encoders.base import (
+from loupe.indexer.encoders.base import (
     EncoderSpec,
     ImagePreprocess,
     TorchEncoder,
     l2_normalise,
     pixels_to_tensor,
 )
-from indexer.errors import LoupeError
+from loupe.indexer.errors import LoupeError
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -294,7 +293,7 @@ def load_open_clip(
     precision: str | None = None,
 ) -> OpenClipEncoder:
     """Build an open_clip encoder with real weights, or fail with a one-line LoupeError.
-    ``precision``: see ``indexer.encoders.base.resolve_precision``."""
+    ``precision``: see ``loupe.indexer.encoders.base.resolve_precision``."""
     import open_clip
     import torch
 

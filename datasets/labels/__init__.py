@@ -1,0 +1,1 @@
+"""Loupe's shipped label vocabularies (installed as the resource package loupe.labels)."""

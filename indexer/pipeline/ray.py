@@ -1,0 +1,217 @@
+"""Indexing on a Ray cluster: decode -> embed (an actor pool, one GPU each where the
+cluster has GPUs) -> write Lance fragments, with Ray Data and lance-ray.
+
+The driver (the machine running ``loupe index --ray``) scans, diffs with the store and
+keeps the books exactly as a local run does (search/pipeline.py): file records, skip
+records, reuse of known content, deletions, the FAISS index and tags. What Ray does is
+the heavy part, in waves of ``WAVE_FILES`` files:
+
+1. *decode* tasks (one CPU each) run the local worker's ``process_file_with`` on each
+   file and turn each decoded item into its store row (the same ``item_row`` a local
+   run writes) plus its model inputs; a file also yields one record of what it was;
+2. *embed* actors load the index's models once (``encoder_from_spec``: the model, not
+   its weights, travels) and add each item's vectors;
+3. the wave's rows are appended to the items table by ``lance_ray.write_lance``: each
+   Ray task writes its own Lance fragments, the driver commits them in one version.
+
+The driver then commits the wave's file records (after their rows, as a local run
+does), so a run stopped at any point is resumed by the next run. Rows equal a local
+run's (tests/test_ray_index.py compares them).
+
+Lance is not fork-safe and Ray starts its workers as fresh processes, so nothing here
+forks a process that has opened the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from loupe.indexer.decode.worker import DecodeSettings, FileResult, process_file_with
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.scan import FileEntry
+
+WAVE_FILES = 20_000  # files per wave: one items commit, then their file records
+DECODE_BATCH = 4  # files per decode task call
+
+
+def _ray():
+    try:
+        import lance_ray  # noqa: F401  (checked here: the writes need it)
+        import ray
+    except ImportError as e:  # the "ray" extra is not installed
+        raise LoupeError(f"--ray needs Ray Data and lance-ray ({e.name} is missing): "
+                         "pip install -e '.[ray]' in Loupe's folder") from e
+    return ray
+
+
+def connect(address: str | None, workers: int, progress: bool) -> None:
+    """Join the Ray cluster at ``address`` ("auto": the one this machine belongs to),
+    or start a local one with ``workers`` CPUs when ``address`` is empty."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": False,
+                    "logging_level": "ERROR", "configure_logging": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = max(1, workers)
+    try:
+        with warnings.catch_warnings():
+            # lancedb warns on any fork; Ray's is fork + exec (a new process, no Lance state)
+            warnings.filterwarnings("ignore", message="lancedb fork support")
+            ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise LoupeError(f"cannot join the Ray cluster at {address or '(a local one)'}: "
+                         f"{e}") from e
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = False
+    # Ray Data logs each execution at INFO on the console; the run has its own report
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING if progress else logging.ERROR)
+
+
+def _decode_files(batch: pa.Table, settings: DecodeSettings, known: frozenset[str],
+                  run_time: float) -> pa.Table:
+    """Decode task: files -> one "file" row each (the result without its inputs) and one
+    "item" row per item (its store row and its model inputs as raw bytes)."""
+    from loupe.indexer.pipeline.run import item_row
+
+    out: dict[str, list] = {"role": [], "path": [], "file": [], "row": [], "inputs": []}
+    spill = tempfile.mkdtemp(prefix="loupe-ray-spill-")
+    try:
+        for path, size, mtime in zip(batch["path"].to_pylist(), batch["size"].to_pylist(),
+                                     batch["mtime_ns"].to_pylist(), strict=True):
+            r = process_file_with(path, size, mtime, replace(settings, spill_dir=spill), known)
+            arrays = r.spill.arrays() if r.spill is not None else {}
+            for item in r.items:
+                if r.pixels is not None:
+                    inputs = {f"img{i}": p for i, p in enumerate(r.pixels)}
+                else:
+                    inputs = {k: a[item.src] for k, a in arrays.items()
+                              if (k == "audio") == (item.kind == "audio")}
+                out["role"].append("item")
+                out["path"].append(path)
+                out["file"].append(None)
+                out["row"].append(pickle.dumps(item_row(r, item, run_time)))
+                out["inputs"].append(pickle.dumps({k: np.ascontiguousarray(v)
+                                                   for k, v in inputs.items()}))
+            if r.spill is not None:
+                r.spill.remove()
+            r.pixels, r.spill = None, None
+            out["role"].append("file")
+            out["path"].append(path)
+            out["file"].append(pickle.dumps(r))
+            out["row"].append(None)
+            out["inputs"].append(None)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return pa.table({"role": pa.array(out["role"], pa.string()),
+                     "path": pa.array(out["path"], pa.string()),
+                     "file": pa.array(out["file"], pa.binary()),
+                     "row": pa.array(out["row"], pa.binary()),
+                     "inputs": pa.array(out["inputs"], pa.large_binary())})
+
+
+class _Embed:
+    """Embed actor: the index's models, loaded once per actor."""
+
+    def __init__(self, specs: list[dict], image_inputs: list[int], audio: list[bool],
+                 device: str):
+        from loupe.indexer.encoders import encoder_from_spec
+        from loupe.indexer.encoders.base import EncoderSpec
+
+        self.columns = [(EncoderSpec.from_dict(s).column, encoder_from_spec(
+            EncoderSpec.from_dict(s), device), i, a)
+            for s, i, a in zip(specs, image_inputs, audio, strict=True)]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        roles = batch["role"].to_pylist()
+        rows = [pickle.loads(r) if r is not None else None for r in batch["row"].to_pylist()]
+        inputs = [pickle.loads(b) if b is not None else None
+                  for b in batch["inputs"].to_pylist()]
+        for name, encoder, image_input, audio in self.columns:
+            for key, is_audio in ((f"img{image_input}", False), ("audio", True)):
+                if is_audio and not audio:
+                    continue
+                at = [i for i, r in enumerate(roles)
+                      if r == "item" and inputs[i] is not None and key in inputs[i]]
+                if not at:
+                    continue
+                stacked = np.stack([inputs[i][key] for i in at])
+                vecs = encoder.embed_audio(stacked) if is_audio else \
+                    encoder.embed_pixels(stacked)
+                for i, v in zip(at, vecs, strict=True):
+                    rows[i][name] = np.asarray(v, np.float32).tolist()
+        return pa.table({"role": batch["role"], "path": batch["path"], "file": batch["file"],
+                         "row": pa.array([pickle.dumps(r) if r is not None else None
+                                          for r in rows], pa.binary())})
+
+
+def _to_items(batch: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Embedded item rows as a table of the items schema."""
+    rows = [pickle.loads(r) for r in batch["row"].to_pylist()]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _only(role: str):
+    def keep(batch: pa.Table) -> pa.Table:
+        return batch.filter(pc.equal(batch["role"], role))
+
+    return keep
+
+
+def embed_on_ray(todo: Sequence[FileEntry], settings: DecodeSettings, known: frozenset[str],
+                 columns: list, items_uri: str, items_schema: pa.Schema, run_time: float,
+                 batch_size: int, device: str = "auto") -> Iterator[list[FileResult]]:
+    """Decode, embed and append the rows of ``todo`` on the Ray cluster joined by
+    :func:`connect`, a wave at a time; after each wave's rows are committed, yields the
+    wave's file results (without inputs) for the driver to record."""
+    ray = _ray()
+    import lance_ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    specs = [c.encoder.spec.to_dict() for c in columns]
+    for start in range(0, len(todo), WAVE_FILES):
+        wave = todo[start:start + WAVE_FILES]
+        ds = ray.data.from_items(
+            [{"path": e.path, "size": e.size, "mtime_ns": e.mtime_ns} for e in wave],
+            override_num_blocks=max(1, min(len(wave), 4 * cpus)))
+        ds = ds.map_batches(_decode_files, batch_size=DECODE_BATCH, batch_format="pyarrow",
+                            fn_kwargs={"settings": settings, "known": known,
+                                       "run_time": run_time}, num_cpus=1)
+        # On a cluster without GPUs one CPU actor embeds, holding half a CPU: a whole one
+        # would make Ray fuse decoding into the actor, so files would decode one by one
+        pool = ray.data.ActorPoolStrategy(size=gpus or 1)
+        embed_args = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 0.5}
+        ds = ds.map_batches(
+            _Embed, batch_size=batch_size, batch_format="pyarrow",
+            fn_constructor_kwargs={"specs": specs,
+                                   "image_inputs": [c.image_input for c in columns],
+                                   "audio": [c.audio for c in columns],
+                                   "device": "cuda" if gpus else device},
+            compute=pool, **embed_args)
+        done = ds.materialize()  # vectors and records only: the inputs are gone
+        items = done.map_batches(_only("item"), batch_format="pyarrow").map_batches(
+            _to_items, batch_format="pyarrow", fn_kwargs={"schema": items_schema})
+        if items.count():
+            lance_ray.write_lance(items, items_uri, mode="append", schema=items_schema)
+        files = done.map_batches(_only("file"), batch_format="pyarrow").take_all()
+        yield [pickle.loads(f["file"]) for f in files]
+
+
+def items_uri(store) -> str:
+    """Where the store's items table lies (a Lance dataset inside the LanceDB folder)."""
+    uri = getattr(store.items(), "uri", None)
+    return str(uri or store.tables_uri.rstrip("/") + "/items.lance")
