@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import plotly
     import plotly.io as pio
-    from loupe.search import atlas as A
+    from loupe.search.explain import atlas as A
 
     print(f"bench_atlas: {machine_info()}")
     print(f"  numpy {np.__version__}, plotly {plotly.__version__}, umap "

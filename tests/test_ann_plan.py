@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
 from loupe.indexer.errors import LoupeError
-from loupe.search import ann, ann_plan
+from loupe.search.ann import index as ann
+from loupe.search.ann import plan as ann_plan
 from loupe.search.ann.plan import (
     RECALL_TARGET,
     build,
@@ -364,7 +365,7 @@ def test_pq_rescoring_reads_vector_files_beside_the_index(tmp_path, monkeypatch)
 
 
 def test_position_vectors_merge_past_the_segment_limit(tmp_path, monkeypatch):
-    from loupe.search import position_vectors as pv
+    from loupe.search.ann import position_vectors as pv
 
     monkeypatch.setattr(pv, "MAX_SEGMENTS", 3)
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ from conftest import REPO, ToyEncoder, solid
 from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
-from loupe.search import atlas as A
+from loupe.search.explain import atlas as A
 from loupe.search.store.store import Store, item_id
 from PIL import Image
 

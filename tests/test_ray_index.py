@@ -139,8 +139,8 @@ def test_items_written_by_ray_keep_the_store_schema(archive, tmp_path, tiny_clip
 def test_without_the_ray_extra_the_error_says_what_to_install(monkeypatch):
     import sys
 
-    from loupe.indexer import ray_index
     from loupe.indexer.errors import LoupeError
+    from loupe.indexer.pipeline import ray as ray_index
 
     monkeypatch.setitem(sys.modules, "lance_ray", None)  # as if not installed
     with pytest.raises(LoupeError, match=r"lance_ray is missing\): pip install -e '\.\[ray\]'"):

@@ -1,7 +1,8 @@
 """Loupe's web UI: search the index by words, pictures and sounds, look at hits, ground
 them with Kosmos-2, and see what the index holds.
 
-Started by ``loupe ui`` as ``streamlit run ui/app.py -- --db DIR [--grounding-model M]``.
+Started by ``loupe ui`` as ``streamlit run <loupe.ui>/app.py -- --db DIR [--grounding-model M]``
+(the installed package's file, found through importlib.resources).
 Every action goes through the library the CLI uses (search/, indexer/); files are only
 ever reached through loupe.search.thumbs by item id, so the app serves nothing but what the
 index holds.
@@ -10,13 +11,8 @@ index holds.
 from __future__ import annotations
 
 import os
-import sys
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:  # `streamlit run` puts ui/ on the path, not the repository
-    sys.path.insert(0, _ROOT)
-
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from loupe.ui import atlas_view
 from loupe.ui.core import parse_args
+from loupe.ui.views import atlas as atlas_view
 
 atlas_view.render(parse_args(sys.argv[1:]))

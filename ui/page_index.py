@@ -2,7 +2,7 @@
 
 import sys
 
-from loupe.ui import index_view
 from loupe.ui.core import parse_args
+from loupe.ui.views import index as index_view
 
 index_view.render(parse_args(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
 import sys
 
-from loupe.ui import search_view
 from loupe.ui.core import parse_args
+from loupe.ui.views import search as search_view
 
 search_view.render(parse_args(sys.argv[1:]))

@@ -500,7 +500,7 @@ def _index_on_ray(todo: list[FileEntry], need: dict[str, frozenset[str]],
     """Decode, embed and write ``todo``'s new rows on Ray (indexer/ray_index.py),
     recording each wave's files after its rows; returns the files left for this machine
     (those that only lack a model added to the index: a partial row update)."""
-    from loupe.indexer import ray_index
+    from loupe.indexer.pipeline import ray as ray_index
 
     missing = sorted(set(store.encoders) - all_columns)
     if missing:

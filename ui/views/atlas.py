@@ -15,8 +15,8 @@ import base64
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from loupe.search import atlas as atlas_lib
 from loupe.search import thumbs
+from loupe.search.explain import atlas as atlas_lib
 from loupe.search.explain.atlas import Atlas
 from loupe.search.store.store import AUDIO, FRAME, PHOTO, Store
 from loupe.ui import core
