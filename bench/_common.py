@@ -303,7 +303,8 @@ def bench_env(work: str) -> dict:
 def prehash_weights(work: str, flags: list[str]) -> None:
     """Hash the weight file once (cached like the CLI does) so runs do not pay for it."""
     os.environ["XDG_CACHE_HOME"] = os.path.join(work, "cache")
-    from loupe.indexer.encoders.openclip import _local_dir_weights, file_sha256
+    from loupe.indexer.encoders.hub import file_sha256
+    from loupe.indexer.encoders.openclip import _local_dir_weights
 
     if "--pretrained" in flags:
         file_sha256(flags[flags.index("--pretrained") + 1])

@@ -60,7 +60,8 @@ def build_store(db: str, n: int, dim: int, clusters: int, seed: int):
     import shutil
 
     import pyarrow as pa
-    from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
+
+    from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
     from loupe.search.store.store import Store, item_id, items_schema
 
     marker = os.path.join(db, ".bench-complete")
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import plotly
     import plotly.io as pio
+
     from loupe.search.explain import atlas as A
 
     print(f"bench_atlas: {machine_info()}")

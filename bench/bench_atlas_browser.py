@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def build_store(db: str, points: int, seed: int = 0) -> None:
-    from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
+    from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
     from loupe.search.explain.atlas import load_atlas
     from loupe.search.store.store import Store
 
@@ -79,8 +79,9 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--timeout", type=int, default=300, help="seconds to wait for a step")
     args = ap.parse_args()
-    from loupe.search.cli.main import ui_command
     from playwright.sync_api import sync_playwright
+
+    from loupe.search.cli.main import ui_command
 
     db = os.path.join(args.work, f"atlas-{args.points}", "db")
     build_store(db, args.points)

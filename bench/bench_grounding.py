@@ -38,10 +38,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 def main() -> None:
     import torch
-    from loupe.search.explain.grounding.kosmos2 import Grounder
     from PIL import Image
     from tiny_models import make_tiny_kosmos2_dir
     from transformers import AutoProcessor, Kosmos2Config, Kosmos2ForConditionalGeneration
+
+    from loupe.search.explain.grounding.kosmos2 import Grounder
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

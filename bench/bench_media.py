@@ -142,6 +142,7 @@ def huge_imagebind_weights(work: str) -> str:
     path = os.path.join(work, "models", "imagebind_huge-random-seed0.pth")
     if not os.path.exists(path):
         import torch
+
         from loupe.indexer.encoders.imagebind import import_imagebind_model
 
         torch.manual_seed(0)

@@ -35,7 +35,8 @@ import time
 import numpy as np
 import pyarrow as pa
 from _common import DEFAULT_WORK, machine_info, summary_ms
-from loupe.indexer.encoders.base import EncoderSpec
+
+from loupe.indexer.encoders.spec import EncoderSpec
 from loupe.search.ann.position_vectors import PositionVectors
 from loupe.search.store.store import Store, item_id, items_schema
 

@@ -85,6 +85,7 @@ def make_vector_index(vecs: np.ndarray):
     """The ``loupe.search.ann.index.VectorIndex`` a store with these vectors gets (the planned kind:
     exact fp16 codes + re-scoring up to 1M), over synthetic rows."""
     import pyarrow as pa
+
     from loupe.search.ann.index import _build
 
     n, dim = vecs.shape
@@ -223,6 +224,7 @@ def e2e(args) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["XDG_CACHE_HOME"] = os.path.join(args.work, "cache")
     import torch
+
     from loupe.indexer.encoders import load_encoder
     from loupe.search.ann.index import build_index
     from loupe.search.engine import Searcher

@@ -37,6 +37,7 @@ from _common import (
     run_monitored,
 )
 from bench_media import make_video
+
 from loupe.search.store.store import Store
 
 

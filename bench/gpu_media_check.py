@@ -36,7 +36,7 @@ from _common import write_json
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loupe.indexer.decode.worker import DecodeSettings, process_file_with  # noqa: E402
-from loupe.indexer.encoders.base import AudioPreprocess  # noqa: E402
+from loupe.indexer.encoders.spec import AudioPreprocess  # noqa: E402
 from loupe.indexer.media.audio import audio_features  # noqa: E402
 
 
@@ -79,6 +79,7 @@ def main() -> None:
 
     # 1. ViT-B-32 on the GPU.
     import open_clip
+
     from loupe.indexer.encoders.openclip import load_open_clip
 
     torch.manual_seed(0)

@@ -130,6 +130,7 @@ def faiss_gpu(n: int, dim: int, res: dict) -> None:
 def main() -> None:
     import open_clip
     import torch
+
     from loupe.indexer.encoders.openclip import load_open_clip
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
 from loupe.indexer.encoders import Encoder, encoder_from_spec
 from loupe.search.ann.index import VectorIndex, load_index
 from loupe.search.explain.duplicates import check_threshold, drop_near_duplicates

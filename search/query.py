@@ -12,13 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from loupe.indexer.encoders.base import Encoder, l2_normalise
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import MediaKind, Modality
 from loupe.indexer.media.sniff import AUDIO_EXTS, IMAGE_EXTS
 
 _WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
-TEXT, IMAGE, AUDIO = "text", "image", "audio"
-_PREFIXES = {"text:": TEXT, "image:": IMAGE, "audio:": AUDIO}
+_PREFIXES = {"text:": Modality.TEXT, "image:": Modality.IMAGE, "audio:": Modality.AUDIO}
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,13 @@ def parse_query(
         if prefix:
             kind, value = _PREFIXES[prefix], tok[len(prefix):]
         elif is_file(tok):
-            kind, value = (AUDIO if _is_sound(tok) else IMAGE), tok
+            kind, value = (Modality.AUDIO if _is_sound(tok) else Modality.IMAGE), tok
         else:
-            kind, value = TEXT, tok
-        if kind != TEXT and not is_file(value):
-            raise LoupeError(f"query {'sound' if kind == AUDIO else 'image'} not found: {value}")
+            kind, value = Modality.TEXT, tok
+        if kind != Modality.TEXT and not is_file(value):
+            raise LoupeError(f"query {'sound' if kind == Modality.AUDIO else 'image'} not found: {value}")
         ext = os.path.splitext(value)[1].lower()
-        if kind == TEXT and not prefix and ext in IMAGE_EXTS | AUDIO_EXTS and " " not in value:
+        if kind == Modality.TEXT and not prefix and ext in IMAGE_EXTS | AUDIO_EXTS and " " not in value:
             what = "sound" if ext in AUDIO_EXTS else "image"
             raise LoupeError(
                 f"query {what} not found: {value} (write text:{value} to search for it as words)"
@@ -80,7 +81,7 @@ def parse_query(
 
 def _is_sound(path: str) -> bool:
     """An audio file, by content (falls back to the extension when unreadable)."""
-    from loupe.indexer.media.sniff import AUDIO as AUDIO_MEDIA
+
     from loupe.indexer.media.sniff import HEAD_BYTES, kind_from_extension, sniff
 
     try:
@@ -88,7 +89,7 @@ def _is_sound(path: str) -> bool:
             kind = sniff(f.read(HEAD_BYTES))
     except OSError:
         kind = None
-    return (kind or kind_from_extension(path)) == AUDIO_MEDIA
+    return (kind or kind_from_extension(path)) == MediaKind.AUDIO
 
 
 def modalities(terms: Sequence[Term]) -> set[str]:
@@ -109,9 +110,9 @@ def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
     if not any(merged.values()):
         raise LoupeError("the query's terms cancel out: nothing to search for")
     kept = [Term(w, kind, value) for (kind, value), w in merged.items() if w]
-    texts = [t for t in kept if t.kind == TEXT]
-    images = [t for t in kept if t.kind == IMAGE]
-    sounds = [t for t in kept if t.kind == AUDIO]
+    texts = [t for t in kept if t.kind == Modality.TEXT]
+    images = [t for t in kept if t.kind == Modality.IMAGE]
+    sounds = [t for t in kept if t.kind == Modality.AUDIO]
     total = np.zeros(encoder.dim, np.float64)
     if texts:
         vecs = encoder.embed_texts([t.value for t in texts])

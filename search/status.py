@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from loupe.indexer.encoders.imagebind import weights_license
+from loupe.indexer.encoders import licence
+from loupe.indexer.kinds import SkipCode
 from loupe.search.ann.index import saved_info
 from loupe.search.explain.attribution import collections
 from loupe.search.explain.tags import tagging_config
-from loupe.search.store.store import CODE_NOT_MEDIA, CODE_UNSUPPORTED, Store
+from loupe.search.store.store import Store
 
 
 def index_status(store: Store) -> dict:
@@ -19,7 +20,7 @@ def index_status(store: Store) -> dict:
             "column": column,
             **spec.to_dict(),
             "modalities": sorted(spec.modalities),
-            "weights_license": weights_license(spec),
+            "weights_license": licence(spec),
             "faiss": None if info is None else {
                 "type": info.kind, "vectors": info.count, "built_from_version": info.version,
                 "fresh": info.version == version, "nprobe": info.nprobe,
@@ -28,8 +29,8 @@ def index_status(store: Store) -> dict:
             },
         })
     skipped = store.skipped_rows()
-    problems = [s for s in skipped if s["code"] not in (CODE_NOT_MEDIA, CODE_UNSUPPORTED)]
-    unsupported = [s for s in skipped if s["code"] == CODE_UNSUPPORTED]
+    problems = [s for s in skipped if s["code"] not in (SkipCode.NOT_MEDIA, SkipCode.UNSUPPORTED)]
+    unsupported = [s for s in skipped if s["code"] == SkipCode.UNSUPPORTED]
     counts = store.counts()
     files: dict[str, int] = {}
     partial = []
@@ -51,7 +52,7 @@ def index_status(store: Store) -> dict:
                           key=lambda s: s["path"]),
         "unsupported": sorted(({"path": s["path"], "kind": s["kind"], "reason": s["reason"]}
                                for s in unsupported), key=lambda s: s["path"]),
-        "not_media": sum(1 for s in skipped if s["code"] == CODE_NOT_MEDIA),
+        "not_media": sum(1 for s in skipped if s["code"] == SkipCode.NOT_MEDIA),
         "tagging": _tagging(store),
         "collections": collections(store),
     }

@@ -13,9 +13,11 @@ import io
 import os
 import tempfile
 
-from loupe.indexer.errors import LoupeError
-from loupe.search.store.store import AUDIO, FRAME, Store
 from PIL import Image
+
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import ItemKind
+from loupe.search.store.store import Store
 
 THUMB_SIZE = 320  # longest side, pixels
 
@@ -44,11 +46,11 @@ def item_picture(store: Store, item_id: str) -> Image.Image:
     from loupe.indexer.media.video import VideoDecodeError, frame_at
 
     row = item_row(store, item_id)
-    if row["kind"] == AUDIO:
+    if row["kind"] == ItemKind.AUDIO:
         raise LoupeError("a sound window has no picture")
     path = item_path(store, item_id)
     try:
-        if row["kind"] == FRAME:
+        if row["kind"] == ItemKind.FRAME:
             return frame_at(path, row["timestamp"])[0]
         return upright_image_file(path)
     except (ImageDecodeError, VideoDecodeError) as e:
@@ -61,7 +63,7 @@ def thumbnail(store: Store, item_id: str, size: int = THUMB_SIZE) -> bytes:
     ts = "" if row["timestamp"] is None else f"@{row['timestamp']:.6f}"
 
     def make() -> Image.Image:
-        return _sound_tile(size) if row["kind"] == AUDIO else item_picture(store, item_id)
+        return _sound_tile(size) if row["kind"] == ItemKind.AUDIO else item_picture(store, item_id)
 
     return _cached_jpeg(store, f"{row['fingerprint']}{ts}:{size}", make, size)
 

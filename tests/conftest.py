@@ -17,14 +17,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
 from loupe.indexer.encoders import register_backend  # noqa: E402
-from loupe.indexer.encoders.base import (  # noqa: E402
-    AudioPreprocess,
-    Encoder,
-    EncoderSpec,
-    ImagePreprocess,
-    l2_normalise,
-)
+from loupe.indexer.encoders.base import Encoder, l2_normalise  # noqa: E402
+from loupe.indexer.encoders.spec import AudioPreprocess, EncoderSpec, ImagePreprocess  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 

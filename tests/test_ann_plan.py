@@ -8,7 +8,8 @@ import os
 import faiss
 import numpy as np
 import pytest
-from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
+
+from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
 from loupe.indexer.errors import LoupeError
 from loupe.search.ann import index as ann
 from loupe.search.ann import plan as ann_plan

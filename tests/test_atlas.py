@@ -10,12 +10,13 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO, ToyEncoder, solid
-from loupe.indexer.encoders.base import EncoderSpec, ImagePreprocess
+from PIL import Image
+
+from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.search.explain import atlas as A
 from loupe.search.store.store import Store, item_id
-from PIL import Image
 
 OPTS = IndexOptions(workers=0, progress=False)
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from conftest import ToyEncoder, solid
+
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe

@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
+
 from loupe.indexer.media.audio import (
     AudioDecodeError,
     audio_windows,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import solid
+
 from loupe.search.cli.main import main
 from loupe.search.store.store import Store, item_id
 
@@ -301,8 +302,9 @@ def test_loupe_db_env_is_honoured(tmp_path, capsys, monkeypatch, tiny_clip_dir):
 
 def test_unchanged_rerun_with_flags_loads_no_model_and_swapped_weights_are_caught(
         tmp_path, capsys, monkeypatch, tiny_clip_dir):
-    import loupe.indexer.encoders.openclip as oc
     from tiny_models import make_tiny_clip_dir
+
+    import loupe.indexer.encoders.openclip as oc
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_clip_dir, model_dir)

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.status import index_status
 from loupe.search.store.store import Store, item_id
-from PIL import Image
 
 N_GOOD = 300
 N_BAD = 3
@@ -284,6 +285,7 @@ def test_a_table_whose_creation_was_killed_is_made_again(tmp_path, toy):
     """A kill while LanceDB creates a table leaves its folder without a version: it is
     listed but cannot be opened. It reads as missing, and the next write makes it anew."""
     from conftest import solid
+
     from loupe.indexer.pipeline.run import IndexOptions, index_paths
 
     db = tmp_path / "db"

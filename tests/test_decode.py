@@ -8,10 +8,11 @@ import zlib
 
 import numpy as np
 import pytest
-from loupe.indexer.encoders.base import ImagePreprocess
+from PIL import Image
+
+from loupe.indexer.encoders.spec import ImagePreprocess
 from loupe.indexer.media.image import ImageDecodeError, decode_image, to_model_input, to_rgb
 from loupe.indexer.media.sniff import sniff
-from PIL import Image
 
 PRE = ImagePreprocess(size=(16, 16))
 

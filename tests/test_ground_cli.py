@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ToyEncoder
+from PIL import Image
+
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe_main
@@ -17,7 +19,6 @@ from loupe.search.explain.grounding.cache import ground_targets, resolve_target
 from loupe.search.explain.grounding.draw import PALETTE, contact_sheet, draw_grounding
 from loupe.search.explain.grounding.kosmos2 import Entity, Grounding, load_grounder
 from loupe.search.store.store import Store
-from PIL import Image
 
 
 @pytest.fixture(scope="module")

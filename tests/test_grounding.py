@@ -12,6 +12,8 @@ import shutil
 import time
 
 import pytest
+from PIL import Image
+
 from loupe.indexer.errors import LoupeError
 from loupe.search.explain.grounding.kosmos2 import (
     DEFAULT_GROUNDING_MODEL,
@@ -24,7 +26,6 @@ from loupe.search.explain.grounding.kosmos2 import (
     normalise_prompt,
     parse_generation,
 )
-from PIL import Image
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "horse.png")
 SNOWMAN = ("<grounding> An image of<phrase> a snowman</phrase><object><patch_index_0044>"

@@ -20,17 +20,18 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import loupe.indexer.decode.worker as worker_mod
 import numpy as np
 import pytest
 from conftest import PixelEncoder, solid
 from conftest import seen_pixels as _seen_pixels
+from PIL import Image
+
+import loupe.indexer.decode.worker as worker_mod
 from loupe.indexer.decode.worker import DecodeSettings, process_file_with
-from loupe.indexer.encoders.base import ImagePreprocess
+from loupe.indexer.encoders.spec import ImagePreprocess
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.search.status import index_status
 from loupe.search.store.store import Store
-from PIL import Image
 
 
 def _permissions_enforced() -> bool:

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from loupe.indexer.encoders import EncoderSpec, LazyEncoder, encoder_from_spec, load_encoder
 from loupe.indexer.encoders.imagebind import (
     CHECKPOINT_ENV,
@@ -42,7 +44,6 @@ from loupe.indexer.encoders.imagebind import (
     weights_license,
 )
 from loupe.indexer.errors import LoupeError
-from PIL import Image
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "camera.png",
           "coins.png", "color.png", "ihc.png"]

@@ -10,10 +10,11 @@ import re
 import shutil
 from pathlib import Path
 
-import loupe.indexer.decode.worker as worker_mod
 import numpy as np
 import pytest
 from conftest import ToyEncoder, solid
+
+import loupe.indexer.decode.worker as worker_mod
 from loupe.indexer.pipeline.run import IndexOptions, IndexReport, index_paths
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.engine import Searcher

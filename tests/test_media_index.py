@@ -16,13 +16,14 @@ import av
 import numpy as np
 import pytest
 from conftest import PixelEncoder, SoundToyEncoder, ToyEncoder, sine, solid, write_wav
+from PIL import Image
+
 from loupe.indexer.media.image import to_model_input
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.engine import Searcher
 from loupe.search.status import index_status
 from loupe.search.store.store import Store
-from PIL import Image
 
 OPTS = {"workers": 0, "progress": False}
 SIDE = 16

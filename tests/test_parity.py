@@ -9,9 +9,10 @@ import io
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from loupe.indexer.encoders import load_encoder
 from loupe.indexer.media.image import decode_image
-from PIL import Image
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
           "motorcycle_left.png", "camera.png", "coins.png"]

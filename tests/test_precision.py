@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from loupe.indexer.encoders import base
-from loupe.indexer.encoders.base import resolve_precision
+
+from loupe.indexer.encoders import torch_encoder as base
+from loupe.indexer.encoders.torch_encoder import resolve_precision
 from loupe.indexer.errors import LoupeError
 
 
@@ -29,6 +30,7 @@ def test_the_precision_follows_device_hardware_and_request(monkeypatch):
 
 def test_bf16_vectors_match_fp32_on_real_photos(tiny_clip_dir, corpus):
     import torch
+
     from loupe.indexer.encoders import load_encoder
     from loupe.indexer.media.image import decode_image_file
 

@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from loupe.search.cli.main import main
 from loupe.search.store.store import Store
 
@@ -111,10 +112,11 @@ def test_ray_refuses_a_run_without_every_model_of_the_index(archive, tmp_path, t
                                                              local_ray):
     """A library caller indexing with one of an index's two models: a Ray run appends
     whole rows, so it refuses (the CLI always runs every model of the index)."""
+    from tiny_models import make_tiny_clip_dir
+
     from loupe.indexer.encoders import load_encoder
     from loupe.indexer.errors import LoupeError
     from loupe.indexer.pipeline.run import IndexOptions, index_paths
-    from tiny_models import make_tiny_clip_dir
 
     other = make_tiny_clip_dir(str(tmp_path / "other-tiny"), seed=1)
     db = tmp_path / "two"

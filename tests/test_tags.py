@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from conftest import ToyEncoder, solid
+
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe
@@ -104,6 +105,7 @@ def test_label_vectors_match_open_clip_zero_shot_classifier(tiny_clip_dir, corpu
     (tiny, random) CLIP with a non-default logit scale, on real photos."""
     import open_clip
     import torch
+
     from loupe.indexer.encoders import load_encoder
 
     enc = load_encoder(tiny_clip_dir, None, "cpu")
@@ -233,8 +235,9 @@ def test_imagebind_logit_scale_is_its_text_heads(tmp_path):
     """ImageBind's zero-shot logits are vision vectors times text vectors scaled by the
     text head's learned (clamped) factor: that factor is the encoder's logit scale."""
     import torch
-    from loupe.indexer.encoders import load_encoder
     from tiny_models import make_tiny_imagebind_dir
+
+    from loupe.indexer.encoders import load_encoder
 
     enc = load_encoder(make_tiny_imagebind_dir(str(tmp_path / "ib")), None, "cpu")
     scaling = enc.model.modality_postprocessors["text"][1]
@@ -251,6 +254,7 @@ def test_text_features_skip_the_padding_exactly(tiny_clip_dir):
     """open_clip's CLIP text tower is causal and pools the end-of-text token: running
     only the positions up to the last end-of-text gives the full model's features."""
     import torch
+
     from loupe.indexer.encoders import load_encoder
     from loupe.indexer.encoders.openclip import _used_length
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import io
 import shutil
 
-import loupe.search.thumbs as thumbs
 import numpy as np
 import pytest
 from conftest import SoundToyEncoder, sine, solid, write_wav
+from PIL import Image
+
+import loupe.search.thumbs as thumbs
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.media.video import frame_at
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.cli.main import ui_command
 from loupe.search.store.store import Store
-from PIL import Image
 
 
 @pytest.fixture

@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, SoundToyEncoder, ToyEncoder, sine, solid, write_wav
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.search import thumbs
 from loupe.search.store.store import Store
 from loupe.ui import core
-from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 APP = str(REPO / "ui" / "app.py")
 TIMEOUT = 60

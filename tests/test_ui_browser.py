@@ -36,9 +36,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, corpus, tiny_clip_dir):
+    from tiny_models import make_tiny_imagebind_dir, make_tiny_kosmos2_dir
+
     from loupe.search.cli.main import main as loupe_main
     from loupe.search.cli.main import ui_command
-    from tiny_models import make_tiny_imagebind_dir, make_tiny_kosmos2_dir
 
     work = tmp_path_factory.mktemp("ui")
     root = work / "archive"
@@ -194,6 +195,8 @@ def test_a_grounding_draws_its_boxes(browser, served):
     import io
     import json
 
+    from PIL import Image
+
     from loupe.search.explain.grounding.cache import cache_key, resolve_target
     from loupe.search.explain.grounding.draw import PALETTE
     from loupe.search.explain.grounding.kosmos2 import (
@@ -203,7 +206,6 @@ def test_a_grounding_draws_its_boxes(browser, served):
         normalise_prompt,
     )
     from loupe.search.store.store import Store
-    from PIL import Image
 
     store = Store(served["db"])
     rows = store._scan(store.items(), ["id", "path", "kind"]).to_pylist()

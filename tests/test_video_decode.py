@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from loupe.indexer.media.video import (
     FrameSampler,
     VideoDecodeError,

@@ -18,9 +18,10 @@ import av
 import numpy as np
 import pytest
 from conftest import PixelEncoder, SoundToyEncoder
+from test_video_decode import ramp, write_clip
+
 from loupe.indexer.decode.pool import decode_files
 from loupe.indexer.decode.worker import (
-    CODE_BAD,
     SOUNDTRACK,
     DecodeSettings,
     FileResult,
@@ -28,7 +29,8 @@ from loupe.indexer.decode.worker import (
     process_file_with,
     process_part_with,
 )
-from loupe.indexer.encoders.base import AudioPreprocess, ImagePreprocess
+from loupe.indexer.encoders.spec import AudioPreprocess, ImagePreprocess
+from loupe.indexer.kinds import SkipCode
 from loupe.indexer.media.video import (
     FrameSampler,
     SegmentEdges,
@@ -39,7 +41,6 @@ from loupe.indexer.media.video import (
 from loupe.indexer.pipeline.run import IndexOptions, index_paths
 from loupe.indexer.scan import FileEntry
 from loupe.search.store.store import Store
-from test_video_decode import ramp, write_clip
 
 TASKS = ("pool_tasks", "file_task", "part_task")
 
@@ -310,7 +311,7 @@ def test_a_video_that_always_crashes_is_reported_once(archive, tmp_path, pool_en
     monkeypatch.setenv("LOUPE_TEST_CRASH", a)
     settings = _settings(tmp_path / "spill")
     got = _decode(archive, settings, workers=2)
-    assert got[a].code == CODE_BAD and "crashed" in got[a].reason
+    assert got[a].code == SkipCode.BAD and "crashed" in got[a].reason
     assert all(r.code is None and r.items for p, r in got.items() if p != a)
 
 

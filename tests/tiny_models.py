@@ -55,6 +55,7 @@ def make_tiny_imagebind_dir(path: str, seed: int = 0, cfg: dict | None = None) -
     """Write a tiny random ImageBind model folder at ``path`` (imagebind_config.json +
     model.pth, the layout ``--model DIR`` reads); returns ``path``."""
     import torch
+
     from loupe.indexer.encoders.imagebind import import_imagebind_model
 
     cfg = dict(TINY_IMAGEBIND_CFG if cfg is None else cfg)

@@ -22,18 +22,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import ItemKind, Modality
 from loupe.search import thumbs
 from loupe.search.engine import Hit, Searcher
-from loupe.search.query import AUDIO, IMAGE, Term, modalities, parse_query, query_vector
-from loupe.search.store.store import FRAME, PHOTO, Store, default_db_dir
+from loupe.search.query import Term, modalities, parse_query, query_vector
+from loupe.search.store.store import Store, default_db_dir
 
 # What an upload may be (the uploaders' `type=` lists; checked again here).
 IMAGE_UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff", "bmp"]
 SOUND_UPLOAD_TYPES = ["wav", "mp3", "ogg", "oga", "flac", "m4a", "opus"]
 
 # Kind filter: label -> the Searcher's kind ("frame" is a video moment).
-KINDS = {"All": None, "Photo": PHOTO, "Video": FRAME, "Sound": "audio"}
+KINDS = {"All": None, "Photo": ItemKind.PHOTO, "Video": ItemKind.FRAME, "Sound": ItemKind.AUDIO}
 DEDUPE = 0.95  # cosine at which "Hide near-duplicates" hides a hit (as the CLI's default)
 
 
@@ -105,9 +107,9 @@ class Upload:
 
 def _suffix(upload: Upload) -> str:
     ext = os.path.splitext(upload.name)[1].lower().lstrip(".")
-    allowed = IMAGE_UPLOAD_TYPES if upload.kind == IMAGE else SOUND_UPLOAD_TYPES
+    allowed = IMAGE_UPLOAD_TYPES if upload.kind == Modality.IMAGE else SOUND_UPLOAD_TYPES
     if ext not in allowed:
-        what = "picture" if upload.kind == IMAGE else "sound"
+        what = "picture" if upload.kind == Modality.IMAGE else "sound"
         raise LoupeError(f"{upload.name or 'the upload'} is not a {what} Loupe takes "
                          f"({', '.join(allowed)})")
     return "." + ext
@@ -127,7 +129,7 @@ def upload_terms(uploads: Sequence[Upload]) -> Iterator[list[Term]]:
     try:
         terms = []
         for i, u in enumerate(uploads):
-            if u.kind not in (IMAGE, AUDIO):
+            if u.kind not in (Modality.IMAGE, Modality.AUDIO):
                 raise LoupeError(f"unknown upload kind {u.kind!r}")
             if not u.data:
                 raise LoupeError(f"{u.name or 'the upload'} is empty")
@@ -238,9 +240,9 @@ def explain(searcher: Searcher, item_id: str, vocabulary: str = "everyday", top:
 
     vocab = load_vocabulary(vocabulary)
     store = searcher.store
-    if thumbs.item_row(store, item_id)["kind"] not in (PHOTO, FRAME):
+    if thumbs.item_row(store, item_id)["kind"] not in (ItemKind.PHOTO, ItemKind.FRAME):
         raise LoupeError("only pictures (photos and video moments) have tags and a style")
-    column = searcher.column_for({"image", "text"})
+    column = searcher.column_for({Modality.IMAGE, Modality.TEXT})
     encoder = searcher.encoder_of(column)
     target = resolve_target(item_id, store)
     vec = target_vectors(encoder, [target], store, column)
@@ -271,13 +273,13 @@ def neighbour_frames(searcher: Searcher, item_id: str, seconds: float,
     row's id, path, kind and timestamp, so this reads those (no file is opened).
     """
     row = thumbs.item_row(searcher.store, item_id)
-    if row["kind"] != FRAME or row["timestamp"] is None:
+    if row["kind"] != ItemKind.FRAME or row["timestamp"] is None:
         raise LoupeError("only a video moment has surrounding frames")
     t = float(row["timestamp"])
     out: list[tuple[str, float]] = []
     for col in searcher.store.encoders:
         index = searcher.index_of(col)
-        sel = (index.paths == row["path"]) & (index.kinds == FRAME)
+        sel = (index.paths == row["path"]) & (index.kinds == ItemKind.FRAME)
         if index.alive is not None:  # rows gone since the index was built
             sel &= index.alive
         ts = index.timestamps

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
+
 from loupe.indexer.errors import LoupeError
 from loupe.ui.services import GroundingService, IndexJob, SearchService, log_unexpected
 

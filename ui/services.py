@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from PIL import Image
+
 from loupe.indexer.errors import LoupeError
 from loupe.search import thumbs
 from loupe.search.engine import Searcher
@@ -22,7 +24,6 @@ from loupe.search.explain.grounding.cache import cache_key, ground_targets, reso
 from loupe.search.explain.grounding.draw import draw_grounding
 from loupe.search.explain.grounding.kosmos2 import Grounder, load_grounder, normalise_prompt
 from loupe.search.store.store import Store
-from PIL import Image
 
 MAX_NEW_TOKENS = 64  # as `loupe ground`: the UI and the CLI share cached answers
 DISPLAY_SIDE = 1600  # longest side of pictures sent to the browser

@@ -22,7 +22,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from loupe.indexer.decode.worker import (
-    CODE_BAD,
     SOUNDTRACK,
     DecodeSettings,
     FileResult,
@@ -33,6 +32,7 @@ from loupe.indexer.decode.worker import (
     process_file_with,
     process_part,
 )
+from loupe.indexer.kinds import SkipCode
 from loupe.indexer.scan import FileEntry
 
 DEFAULT_SEGMENT_SECONDS = 120.0  # a split video's segments (a few thousand frames each)
@@ -165,7 +165,7 @@ class _Pool:
     def _failed(self, t: _Task, reason: str) -> Iterator[FileResult]:
         e = t.entry
         if t.part is None:
-            yield FileResult(e.path, e.size, e.mtime_ns, code=CODE_BAD, reason=reason)
+            yield FileResult(e.path, e.size, e.mtime_ns, code=SkipCode.BAD, reason=reason)
         elif e.path in self.splits:
             self._one_pass(e)
 
@@ -185,7 +185,7 @@ class _Pool:
             twice = self.attempts.get(path, 0) >= 2
             if twice and len(again) == 1:
                 e = t.entry
-                yield FileResult(e.path, e.size, e.mtime_ns, code=CODE_BAD,
+                yield FileResult(e.path, e.size, e.mtime_ns, code=SkipCode.BAD,
                                  reason="the decoder crashed on this file (twice)")
             else:
                 self.queue.append(_Task(t.entry, split=t.split and not was_split,

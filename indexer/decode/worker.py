@@ -18,22 +18,21 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from loupe.indexer.encoders.base import AudioPreprocess, ImagePreprocess
+
+from loupe.indexer.encoders.spec import AudioPreprocess, ImagePreprocess
 from loupe.indexer.fingerprint import FULL_HASH_LIMIT, fingerprint_bytes, fingerprint_file
+from loupe.indexer.kinds import ItemKind, MediaKind, SkipCode
 from loupe.indexer.media.image import (
     DEFAULT_MAX_PIXELS,
     ImageDecodeError,
     decode_image,
     to_model_input,
 )
-from loupe.indexer.media.sniff import AUDIO, HEAD_BYTES, IMAGE, VIDEO, kind_from_extension, sniff
+from loupe.indexer.media.sniff import HEAD_BYTES, kind_from_extension, sniff
 
 if TYPE_CHECKING:  # PyAV is imported only by workers that meet a video or a sound
     from loupe.indexer.media.video import SegmentEdges
 
-# Item kinds (the same strings as loupe.search.store.store's; not imported: no lancedb in workers).
-PHOTO, FRAME, SOUND = "photo", "frame", "audio"
-CODE_BAD, CODE_UNSUPPORTED, CODE_NOT_MEDIA = "bad", "unsupported", "not-media"
 
 
 @dataclass(frozen=True)
@@ -210,21 +209,21 @@ def process_file_with(
             if res.kind is None:
                 res.kind = claimed  # keep what the name claims, for the report
                 if size == 0:
-                    res.code, res.reason = CODE_BAD, "empty file (0 bytes)"
+                    res.code, res.reason = SkipCode.BAD, "empty file (0 bytes)"
                 elif claimed:
-                    res.code, res.reason = CODE_BAD, f"content is not a known {claimed} format"
+                    res.code, res.reason = SkipCode.BAD, f"content is not a known {claimed} format"
                 else:
-                    res.code, res.reason = CODE_NOT_MEDIA, "not a media file"
+                    res.code, res.reason = SkipCode.NOT_MEDIA, "not a media file"
                 return res
-            if res.kind != IMAGE:
+            if res.kind != MediaKind.IMAGE:
                 return _process_stream(res, settings, known, attempt, split_seconds)
             if size > FULL_HASH_LIMIT * 4:
-                res.code = CODE_BAD
+                res.code = SkipCode.BAD
                 res.reason = f"image file of {size:,} bytes is too large to decode"
                 return res
             data = head + f.read()
     except OSError as e:
-        res.code, res.reason = CODE_BAD, f"cannot read: {e.strerror or e}"
+        res.code, res.reason = SkipCode.BAD, f"cannot read: {e.strerror or e}"
         return res
     if len(data) != size:
         size = len(data)  # the file changed while we looked; record what we read
@@ -241,26 +240,26 @@ def process_file_with(
                                settings.draft_factor if i == 0 else None)
             pixels.append(dec.pixels)
     except ImageDecodeError as e:
-        res.code, res.reason = CODE_BAD, str(e)
+        res.code, res.reason = SkipCode.BAD, str(e)
         return res
     res.pixels = tuple(pixels)
-    res.items = [Item(PHOTO, width=dec.width, height=dec.height)]
+    res.items = [Item(ItemKind.PHOTO, width=dec.width, height=dec.height)]
     return res
 
 
 def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[str] | set[str],
                     attempt: int, split_seconds: float | None = None) -> FileResult:
     """A video or audio file: frames and/or sound windows, spilled."""
-    if res.kind == AUDIO and settings.audio is None:
+    if res.kind == MediaKind.AUDIO and settings.audio is None:
         res.fingerprint = fingerprint_file(res.path, res.size)
-        res.code = CODE_UNSUPPORTED
+        res.code = SkipCode.UNSUPPORTED
         res.reason = ("sound is indexed only with an audio model "
                       "(add one: loupe index DIR --model imagebind_huge)")
         return res
     try:
         res.fingerprint = fingerprint_file(res.path, res.size)
     except OSError as e:
-        res.code, res.reason = CODE_BAD, f"cannot read: {e.strerror or e}"
+        res.code, res.reason = SkipCode.BAD, f"cannot read: {e.strerror or e}"
         return res
     res.sound = settings.audio is not None
     if res.fingerprint in known:
@@ -268,7 +267,7 @@ def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[
         return res
     if settings.spill_dir is None:
         raise ValueError("DecodeSettings.spill_dir is needed for video and audio")
-    if res.kind == VIDEO and split_seconds:
+    if res.kind == MediaKind.VIDEO and split_seconds:
         from loupe.indexer.media.video import VideoDecodeError, plan_segments
 
         try:
@@ -282,18 +281,18 @@ def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[
     res.spill = Spill()
     problems: list[str] = []
     try:
-        if res.kind == VIDEO:
+        if res.kind == MediaKind.VIDEO:
             frames_error, _ = _sample_video(res, settings, stem, problems)
             if frames_error == "no video stream" and settings.audio is not None:
-                res.kind = AUDIO  # an audio-only Matroska/MP4 (.mka, .m4a-like)
+                res.kind = MediaKind.AUDIO  # an audio-only Matroska/MP4 (.mka, .m4a-like)
             elif frames_error:
-                res.code, res.reason = CODE_BAD, frames_error
+                res.code, res.reason = SkipCode.BAD, frames_error
                 res.spill.remove()
                 return res
         if settings.audio is not None:
             sound_error = _cut_sound(res, settings, stem, problems)
-            if sound_error and res.kind == AUDIO:
-                res.code, res.reason = CODE_BAD, sound_error
+            if sound_error and res.kind == MediaKind.AUDIO:
+                res.code, res.reason = SkipCode.BAD, sound_error
                 res.spill.remove()
                 return res
             _soundtrack_problem(sound_error, problems)
@@ -337,7 +336,7 @@ def _sample_video(res: FileResult, settings: DecodeSettings, stem: str,
         for fr in sampler:
             for i, pre in enumerate(settings.preprocesses):
                 res.spill.append(settings.spill_dir, stem, f"img{i}", to_model_input(fr.image, pre))
-            res.items.append(Item(FRAME, timestamp=fr.timestamp, shot=fr.shot,
+            res.items.append(Item(ItemKind.FRAME, timestamp=fr.timestamp, shot=fr.shot,
                                   width=fr.width, height=fr.height, src=n))
             n += 1
     problems.extend(sampler.problems)
@@ -373,7 +372,7 @@ def process_part_with(path: str, size: int, mtime_ns: int, part: int, starts: li
                       settings: DecodeSettings, attempt: int = 0) -> PartResult:
     """:func:`process_part` with explicit settings."""
     assert settings.spill_dir is not None
-    res = FileResult(path, size, mtime_ns, kind=VIDEO, spill=Spill())
+    res = FileResult(path, size, mtime_ns, kind=MediaKind.VIDEO, spill=Spill())
     stem = _stem(path, attempt, f"-p{part + 1}")
     problems: list[str] = []
     try:
@@ -442,7 +441,7 @@ def _cut_sound(res: FileResult, settings: DecodeSettings, stem: str,
             for w in windows:
                 res.spill.append(settings.spill_dir, stem, "audio",
                                  window_features(w, audio).numpy())
-                res.items.append(Item(SOUND, timestamp=w.start, end=w.end, silent=w.silent,
+                res.items.append(Item(ItemKind.AUDIO, timestamp=w.start, end=w.end, silent=w.silent,
                                       src=n))
                 n += 1
             problems.extend(windows.reader.problems)

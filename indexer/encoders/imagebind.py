@@ -29,15 +29,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-from loupe.indexer.encoders.base import (
-    AudioPreprocess,
-    EncoderSpec,
-    ImagePreprocess,
-    TorchEncoder,
-    l2_normalise,
-    pixels_to_tensor,
-)
-from loupe.indexer.encoders.openclip import file_sha256, resolve_device
+
+from loupe.indexer.encoders.base import l2_normalise
+from loupe.indexer.encoders.hub import file_sha256, resolve_device
+from loupe.indexer.encoders.registry import Backend, same_weights
+from loupe.indexer.encoders.spec import AudioPreprocess, EncoderSpec, ImagePreprocess
+from loupe.indexer.encoders.torch_encoder import TorchEncoder, pixels_to_tensor
 from loupe.indexer.errors import LoupeError
 
 DEFAULT_IMAGEBIND_MODEL = "imagebind_huge"
@@ -347,6 +344,7 @@ def load_imagebind(
     model: str = DEFAULT_IMAGEBIND_MODEL,
     checkpoint: str | None = None,
     device: str = "auto",
+    precision: str | None = None,
 ) -> ImageBindEncoder:
     """Build an ImageBind encoder from local weights, or fail with a one-line LoupeError.
 
@@ -377,15 +375,27 @@ def load_imagebind(
                                          defaults["audio_target_len"].default)),
         ),
     )
-    return ImageBindEncoder(net, tokenizer, spec, device=device)
+    return ImageBindEncoder(net, tokenizer, spec, device=device, precision=precision)
 
 
-def imagebind_from_spec(spec: EncoderSpec, device: str = "auto") -> ImageBindEncoder:
+def imagebind_from_spec(spec: EncoderSpec, device: str = "auto",
+                        precision: str | None = None) -> ImageBindEncoder:
     """Rebuild the ImageBind encoder an index recorded (the caller checks the weight hash).
 
     A checkpoint that moved since is looked for again in the usual places.
     """
     if spec.model.startswith("local-dir:"):
-        return load_imagebind(spec.model, None, device)
+        return load_imagebind(spec.model, None, device, precision)
     checkpoint = spec.weights if os.path.isfile(spec.weights) else None
-    return load_imagebind(spec.model, checkpoint, device)
+    return load_imagebind(spec.model, checkpoint, device, precision)
+
+
+BACKEND = Backend(
+    "imagebind",
+    from_spec=imagebind_from_spec,
+    load=load_imagebind,
+    claims=is_imagebind_model,
+    same_source=lambda spec, model, pretrained: same_weights(spec, model, pretrained,
+                                                             name_alone=True),
+    licence=weights_license,
+)

@@ -2,72 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import numpy as np
-from loupe.indexer.encoders.base import (
-    EncoderSpec,
-    ImagePreprocess,
-    TorchEncoder,
-    l2_normalise,
-    pixels_to_tensor,
-)
+
+from loupe.indexer.encoders.base import l2_normalise
+from loupe.indexer.encoders.hub import file_sha256, hub_offline, hub_reachable, resolve_device
+from loupe.indexer.encoders.registry import Backend
+from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
+from loupe.indexer.encoders.torch_encoder import TorchEncoder, pixels_to_tensor
 from loupe.indexer.errors import LoupeError
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 _WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; anything else is checked."""
-    import torch
-
-    if device in ("auto", "", None):
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LoupeError(f"--device {device} asked for, but torch sees no CUDA GPU")
-    return device
-
-
-def file_sha256(path: str) -> str:
-    """sha256 of a weight file, cached by (path, size, mtime) in the user cache dir."""
-    from platformdirs import user_cache_dir
-
-    st = os.stat(path)
-    key = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
-    cache = os.path.join(user_cache_dir("loupe", appauthor=False), "weight-hashes.json")
-    try:
-        with open(cache, encoding="utf-8") as f:
-            known = json.load(f)
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
-        return known[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    digest = "sha256:" + h.hexdigest()
-    known[key] = digest
-    try:
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        tmp = cache + f".{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(known, f)
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # a read-only home only costs re-hashing
-    return digest
 
 
 def _local_dir_weights(path: str) -> str | None:
@@ -184,40 +134,6 @@ def _encode_text_prefix(model, tokens):
     return x
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers (False at once when HF_HUB_OFFLINE is set).
-
-    Without this check a machine with no network spends ~45 s in retries before
-    huggingface_hub gives up, even when the weights are already in its cache.
-    """
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.is_offline_mode():
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-@contextmanager
-def _hub_offline(offline: bool):
-    """Put huggingface_hub in offline mode (cache only) for the duration, if asked."""
-    from huggingface_hub import constants
-
-    saved = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = saved or offline
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = saved
-
-
 def _missing_weights(model: str, pretrained: str | None, error: Exception,
                      online: bool) -> LoupeError:
     import open_clip
@@ -293,7 +209,7 @@ def load_open_clip(
     precision: str | None = None,
 ) -> OpenClipEncoder:
     """Build an open_clip encoder with real weights, or fail with a one-line LoupeError.
-    ``precision``: see ``loupe.indexer.encoders.base.resolve_precision``."""
+    ``precision``: see ``loupe.indexer.encoders.torch_encoder.resolve_precision``."""
     import open_clip
     import torch
 
@@ -308,7 +224,7 @@ def load_open_clip(
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
-        with _hub_offline(needs_hub and not online):
+        with hub_offline(needs_hub and not online):
             clip = open_clip.create_model(
                 name, pretrained=use_pretrained, device="cpu", require_pretrained=True
             )
@@ -336,3 +252,17 @@ def load_open_clip(
         preprocess=_preprocess_from_model(clip),
     )
     return OpenClipEncoder(clip, tokenizer, spec, device=device, precision=precision)
+
+
+def _open_clip_from_spec(spec: EncoderSpec, device: str, precision: str | None) -> OpenClipEncoder:
+    pretrained = None if spec.model.startswith(("local-dir:", "hf-hub:")) else spec.weights
+    return load_open_clip(spec.model, pretrained, device, precision)
+
+
+BACKEND = Backend(
+    "open_clip",
+    from_spec=_open_clip_from_spec,
+    load=lambda model, pretrained, device, precision: load_open_clip(
+        model, pretrained, device, precision),
+    fallback=True,  # any name open_clip knows, an hf-hub: id or an open_clip folder
+)

@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 import torch
-from loupe.indexer.encoders.base import AudioPreprocess
+
+from loupe.indexer.encoders.spec import AudioPreprocess
 from loupe.indexer.media.av_stream import StreamReader, av_reason, declared_duration
 
 DEFAULT_SAMPLE_RATE = 16000

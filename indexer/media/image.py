@@ -14,8 +14,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from loupe.indexer.encoders.base import ImagePreprocess
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from loupe.indexer.encoders.spec import ImagePreprocess
 
 DEFAULT_MAX_PIXELS = 200_000_000  # ~200 MP: large panoramas pass, bombs do not
 

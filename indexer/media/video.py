@@ -44,8 +44,9 @@ import av
 import numpy as np
 from av.sidedata.sidedata import Type as SideDataType
 from av.video.reformatter import VideoReformatter
-from loupe.indexer.media.av_stream import StreamReader, av_reason, declared_duration
 from PIL import Image
+
+from loupe.indexer.media.av_stream import StreamReader, av_reason, declared_duration
 
 DEFAULT_SHOT_THRESHOLD = 0.35
 HIST_SIZE = 64  # side of the thumbnail the histogram is taken from

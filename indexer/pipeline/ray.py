@@ -35,6 +35,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from loupe.indexer.decode.worker import DecodeSettings, FileResult, process_file_with
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.scan import FileEntry
@@ -129,7 +130,7 @@ class _Embed:
     def __init__(self, specs: list[dict], image_inputs: list[int], audio: list[bool],
                  device: str):
         from loupe.indexer.encoders import encoder_from_spec
-        from loupe.indexer.encoders.base import EncoderSpec
+        from loupe.indexer.encoders.spec import EncoderSpec
 
         self.columns = [(EncoderSpec.from_dict(s).column, encoder_from_spec(
             EncoderSpec.from_dict(s), device), i, a)

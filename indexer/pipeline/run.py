@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+
 from loupe.indexer.decode.pool import DEFAULT_SEGMENT_SECONDS, decode_files
 from loupe.indexer.decode.worker import (
     DecodeSettings,
@@ -21,23 +22,13 @@ from loupe.indexer.decode.worker import (
     Item,
     default_workers,
 )
-from loupe.indexer.encoders.base import AudioPreprocess, Encoder, ImagePreprocess
+from loupe.indexer.encoders.base import Encoder
+from loupe.indexer.encoders.spec import AudioPreprocess, ImagePreprocess
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import ItemKind, MediaKind, SkipCode
 from loupe.indexer.media.image import DEFAULT_MAX_PIXELS
-from loupe.indexer.media.sniff import AUDIO as AUDIO_MEDIA
-from loupe.indexer.media.sniff import IMAGE, VIDEO
 from loupe.indexer.scan import FileEntry, ScanProblem, scan
-from loupe.search.store.store import (
-    AUDIO,
-    CODE_BAD,
-    CODE_NOT_MEDIA,
-    CODE_UNSUPPORTED,
-    FRAME,
-    PHOTO,
-    FileState,
-    Store,
-    item_id,
-)
+from loupe.search.store.store import FileState, Store, item_id
 
 
 @dataclass
@@ -193,8 +184,8 @@ class _Writer:
         for r in self.reuse:
             if r.fingerprint in self.run_photos:
                 vecs, w, h = self.run_photos[r.fingerprint]
-                self.add_item(r, Item(PHOTO, width=w, height=h), vecs)
-                kinds = [PHOTO]
+                self.add_item(r, Item(ItemKind.PHOTO, width=w, height=h), vecs)
+                kinds = [ItemKind.PHOTO]
             elif r.fingerprint in found:
                 kinds = []
                 for row in found[r.fingerprint]:
@@ -245,13 +236,13 @@ class _Writer:
 
 def _kinds_of(c: _Column) -> list[str]:
     """Item kinds that get a vector in ``c``'s column."""
-    return [PHOTO, FRAME] + ([AUDIO] if c.audio else [])
+    return [ItemKind.PHOTO, ItemKind.FRAME] + ([ItemKind.AUDIO] if c.audio else [])
 
 
 def _count_file(report: IndexReport, media: str | None, problem: str | None) -> None:
-    if media == "video":
+    if media == MediaKind.VIDEO:
         report.videos += 1
-    elif media == "audio":
+    elif media == MediaKind.AUDIO:
         report.audio_files += 1
     else:
         report.photos += 1
@@ -261,9 +252,9 @@ def _count_file(report: IndexReport, media: str | None, problem: str | None) -> 
 
 def _count_items(report: IndexReport, kinds: Iterable[str]) -> None:
     for k in kinds:
-        if k == FRAME:
+        if k == ItemKind.FRAME:
             report.frames += 1
-        elif k == AUDIO:
+        elif k == ItemKind.AUDIO:
             report.sound_windows += 1
 
 
@@ -338,7 +329,7 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     store.files()
     start_version = store.version()
     roots = [os.path.abspath(r) for r in roots]
-    supported = {IMAGE, VIDEO} | ({AUDIO_MEDIA} if base_settings.audio else set())
+    supported = {MediaKind.IMAGE, MediaKind.VIDEO} | ({MediaKind.AUDIO} if base_settings.audio else set())
 
     problems: list[ScanProblem] = []
     entries = list(scan(roots, problems))
@@ -346,7 +337,7 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     item_states = store.item_states()
     # Photos committed by a run killed before their file records: complete all the same.
     orphans = store.photo_states(exclude=[p for p, st in item_states.items()
-                                          if st.kind == IMAGE])
+                                          if st.kind == MediaKind.IMAGE])
     item_states.update(orphans)
     skipped_states = store.skipped_states()
 
@@ -375,8 +366,8 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
             continue
         sk = skipped_states.get(e.path)
         if _up_to_date(e, sk):
-            retry = (sk.code == CODE_UNSUPPORTED and sk.kind in supported) or (
-                options.retry_failed and sk.code == CODE_BAD)
+            retry = (sk.code == SkipCode.UNSUPPORTED and sk.kind in supported) or (
+                options.retry_failed and sk.code == SkipCode.BAD)
             if not retry:
                 report.unchanged += 1
                 continue
@@ -404,13 +395,13 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     for p, st in orphans.items():  # write the file records they lack
         if p in by_path and _up_to_date(by_path[p], st):
             writer.repairs.append({"path": p, "size": st.size, "mtime_ns": st.mtime_ns,
-                                 "fingerprint": st.fingerprint, "media": IMAGE, "rows": 1,
+                                 "fingerprint": st.fingerprint, "media": MediaKind.IMAGE, "rows": 1,
                                  "duration": None, "problem": None, "indexed_at": run_time,
                                  "sound": False})
     if problems:  # folders that could not be listed, names that are not UTF-8...
         report.skipped += len(problems)
         writer.skips.extend({"path": p.path, "size": None, "mtime_ns": None, "kind": None,
-                             "code": CODE_BAD, "reason": p.reason, "at": time.time()}
+                             "code": SkipCode.BAD, "reason": p.reason, "at": time.time()}
                             for p in problems)
 
     # Content that can be copied instead of embedded: complete files with every vector.
@@ -483,9 +474,9 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
 
 def _skip(r: FileResult, report: IndexReport, writer: _Writer) -> None:
     """Count and record a file that is not indexed."""
-    if r.code == CODE_NOT_MEDIA:
+    if r.code == SkipCode.NOT_MEDIA:
         report.not_media += 1
-    elif r.code == CODE_UNSUPPORTED:
+    elif r.code == SkipCode.UNSUPPORTED:
         report.unsupported += 1
     else:
         report.skipped += 1
@@ -550,7 +541,7 @@ class _Embedder:
         self.twins: dict[str, list[FileResult]] = {}  # photos waiting for a queued twin
 
     def add(self, r: FileResult, need: frozenset[str]) -> None:
-        if r.kind == IMAGE and r.fingerprint is not None and need == self.all_columns:
+        if r.kind == MediaKind.IMAGE and r.fingerprint is not None and need == self.all_columns:
             # Identical content decoded twice in one run: embed it once.
             if r.fingerprint in self.writer.run_photos:
                 self.writer.reuse.append(r)
@@ -567,7 +558,7 @@ class _Embedder:
             self._done(p)
             return
         for item in r.items:
-            self.queues["audio" if item.kind == AUDIO else "image"].append((p, item))
+            self.queues["audio" if item.kind == ItemKind.AUDIO else "image"].append((p, item))
         for q in self.queues:
             while len(self.queues[q]) >= self.batch_size:
                 self._embed(q, self.batch_size)
@@ -622,7 +613,7 @@ class _Embedder:
                 vectors[i][c.name] = v.astype(np.float32)
         for (p, item), vecs in zip(batch, vectors, strict=True):
             self.writer.add_item(p.result, item, vecs)
-            if item.kind == PHOTO and p.need == self.all_columns:
+            if item.kind == ItemKind.PHOTO and p.need == self.all_columns:
                 self.writer.run_photos[p.result.fingerprint] = (vecs, item.width, item.height)
                 self.writer.reuse.extend(self.twins.pop(p.result.fingerprint, []))
             self.report.embedded += 1

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
+
 from loupe.search.ann.plan import (
     EXACT_KIND,
     build,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
 from loupe.indexer.errors import LoupeError
 
 FLAT_LIMIT = 1_000_000

@@ -8,6 +8,7 @@ import json
 import sys
 
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import ItemKind, Modality
 
 EXIT_OK = 0
 
@@ -145,7 +146,7 @@ def _picture_encoder(args, store):
 
         raise LoupeError(f"no Loupe index at {_db(args)}: pass --model (e.g. --model "
                          "ViT-B-32) to look at files without an index, or --db")
-    column, spec = store.encoder_for_query(None, {"image", "text"})
+    column, spec = store.encoder_for_query(None, {Modality.IMAGE, Modality.TEXT})
     return encoder_from_spec(spec, args.device), column
 
 
@@ -282,11 +283,11 @@ def _progress_bar(total_hint: str):
 
 def cmd_duplicates(args) -> int:
     from loupe.search.explain.duplicates import check_threshold, find_duplicates
-    from loupe.search.store.store import FRAME, PHOTO
+
 
     check_threshold(args.threshold)
     store = _open_store(args, required=True)
-    kind = {"photo": PHOTO, "video": FRAME, "all": None}[args.kind]
+    kind = {"photo": ItemKind.PHOTO, "video": ItemKind.FRAME, "all": None}[args.kind]
     report = find_duplicates(store, args.model, args.threshold, kind, args.folder,
                              on_progress=_progress_bar("comparing"))
     if args.json:
@@ -309,14 +310,14 @@ def cmd_duplicates(args) -> int:
 
 def cmd_atlas(args) -> int:
     from loupe.search.explain.atlas import load_atlas, mosaic
-    from loupe.search.store.store import AUDIO, FRAME, PHOTO
+
 
     if args.max_points < 3:
         raise LoupeError("--max-points must be at least 3")
     if args.out and not args.out.lower().endswith((".csv", ".json")):
         raise LoupeError("--out must name a .csv or .json file")
     store = _open_store(args, required=True)
-    kinds = (PHOTO, FRAME, AUDIO) if args.sounds else (PHOTO, FRAME)
+    kinds = (ItemKind.PHOTO, ItemKind.FRAME, ItemKind.AUDIO) if args.sounds else (ItemKind.PHOTO, ItemKind.FRAME)
     say = (lambda msg: print(f"atlas: {msg}", file=sys.stderr)) if sys.stderr.isatty() \
         else None
     atlas = load_atlas(store, args.model, args.method, args.seed, args.max_points, kinds,

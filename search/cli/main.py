@@ -227,7 +227,7 @@ def _encoders_for_index(args, store) -> list:
 
     A new index uses the --model(s) given, else the default model.
     """
-    from loupe.indexer.encoders import LazyEncoder, load_encoder
+    from loupe.indexer.encoders import LazyEncoder, load_encoder, same_source
 
     recorded = list(store.encoders.values()) if store is not None else []
     models = list(args.model or [])
@@ -243,7 +243,7 @@ def _encoders_for_index(args, store) -> list:
         weights = pretrained[i] if i < len(pretrained) else None
         if weights is None and model == args.default_model:
             weights = args.default_pretrained
-        spec = next((s for s in recorded if _same_source(s, model, weights)), None)
+        spec = next((s for s in recorded if same_source(s, model, weights)), None)
         if spec is not None:  # load it only if something needs embedding
             named.append(spec.column)
             continue
@@ -260,23 +260,6 @@ def _encoders_for_index(args, store) -> list:
             "already indexed), run again with --add; or use another --db"
         )
     return [LazyEncoder(s, args.device) for s in recorded] + new
-
-
-def _same_source(spec, model: str, pretrained: str | None) -> bool:
-    """Whether --model/--pretrained name the weights an index recorded (same place).
-
-    The loaded model is still checked against the recorded spec (weight hash included)
-    before it embeds anything.
-    """
-    if spec.backend not in ("open_clip", "imagebind"):
-        return False
-    if model.startswith("local-dir:") or os.path.isdir(model):
-        return spec.model == "local-dir:" + os.path.abspath(model.removeprefix("local-dir:"))
-    if model.startswith("hf-hub:") or (spec.backend == "imagebind" and not pretrained):
-        return spec.model == model
-    if pretrained and os.path.isfile(pretrained):
-        pretrained = os.path.abspath(pretrained)
-    return spec.model == model and spec.weights == pretrained
 
 
 def _shown(path: str) -> str:

@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
+
 from loupe.indexer.errors import LoupeError
-from loupe.search.store.store import AUDIO, FRAME, PHOTO, Store
+from loupe.indexer.kinds import ItemKind
+from loupe.search.store.store import Store
 
 ATLAS_FORMAT = 1
-DEFAULT_KINDS: tuple[str, ...] = (PHOTO, FRAME)  # sound windows: ask for them
+DEFAULT_KINDS: tuple[str, ...] = (ItemKind.PHOTO, ItemKind.FRAME)  # sound windows: ask for them
 METHODS = ("auto", "umap", "pca")
 UMAP_NEIGHBOURS = 15
 # "auto" uses UMAP from this many points on: below it the k-NN graph is too small for
@@ -177,7 +179,7 @@ def _check(method: str, kinds: Iterable[str]) -> tuple[str, ...]:
     if method not in METHODS:
         raise LoupeError(f"unknown map method {method!r} (one of {', '.join(METHODS)})")
     kinds = tuple(sorted(set(kinds)))
-    bad = set(kinds) - {PHOTO, FRAME, AUDIO}
+    bad = set(kinds) - {ItemKind.PHOTO, ItemKind.FRAME, ItemKind.AUDIO}
     if bad or not kinds:
         raise LoupeError(f"map kinds must be among photo, frame, audio (got {kinds})")
     return kinds
@@ -465,8 +467,9 @@ def mosaic(store: Store, atlas: Atlas, cells: int = 24, tile: int = 48,
     squares, each occupied cell showing the thumbnail of the point nearest its centre
     (row 0 of the picture is the top of the map, y = 1). Cached in ``DB/atlas/`` beside
     the atlas; items whose file cannot be read leave their cell empty."""
-    from loupe.search import thumbs
     from PIL import Image
+
+    from loupe.search import thumbs
 
     path = _mosaic_path(store, atlas, cells, tile)
     try:

@@ -22,8 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
 from loupe.indexer.encoders import Encoder
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import MediaKind, Modality
 from loupe.search.explain.grounding.cache import Target
 from loupe.search.explain.labels import Tag, load_vocabulary
 from loupe.search.explain.tags import tag_vectors
@@ -118,11 +120,11 @@ def _key(collection: str, path: str, column: str) -> str:
 
 def picture_columns(store: Store) -> list[str]:
     """The index's model columns that embed pictures (and texts), in model order."""
-    return [c for c, s in store.encoders.items() if {"image", "text"} <= set(s.modalities)]
+    return [c for c, s in store.encoders.items() if {Modality.IMAGE, Modality.TEXT} <= set(s.modalities)]
 
 
 def _picture_files(folders: Sequence[str]) -> tuple[list, list[tuple[str, str]]]:
-    from loupe.indexer.media.sniff import IMAGE, kind_from_extension, sniff
+    from loupe.indexer.media.sniff import kind_from_extension, sniff
     from loupe.indexer.scan import ScanProblem, scan
 
     problems: list[ScanProblem] = []
@@ -137,7 +139,7 @@ def _picture_files(folders: Sequence[str]) -> tuple[list, list[tuple[str, str]]]
         except OSError as e:
             skipped.append((entry.path, f"cannot read: {e.strerror or e}"))
             continue
-        if kind == IMAGE:
+        if kind == MediaKind.IMAGE:
             files.append(entry)
     skipped += [(p.path, p.reason) for p in problems]
     return files, skipped

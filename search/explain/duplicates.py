@@ -16,15 +16,17 @@ from dataclasses import asdict, dataclass, field
 
 import faiss
 import numpy as np
+
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import PICTURE_KINDS, ItemKind, Modality
 from loupe.search.ann.index import load_index
 from loupe.search.store.store import Store
 
 # Float32 dot products of identical unit vectors can come out at 0.99999994.
 SIM_TOLERANCE = 1e-6
 BLOCK = 4096  # range-search queries per block: bounds the memory of one search
-KINDS = ("photo", "frame", "audio")
-PICTURE_KINDS = ("photo", "frame")  # kind=None: pictures only, never sound windows
+KINDS = tuple(ItemKind)
+# kind=None: pictures only, never sound windows (PICTURE_KINDS from loupe.indexer.kinds)
 
 
 @dataclass
@@ -147,7 +149,7 @@ class _Selection:
 
 
 def find_duplicates(store: Store, column: str | None = None, threshold: float = 0.95,
-                    kind: str | None = "photo", folder: str | None = None,
+                    kind: str | None = ItemKind.PHOTO, folder: str | None = None,
                     across_files_only: bool = True,
                     on_progress: Callable[[int, int], None] | None = None) -> DuplicateReport:
     """Exact and near-duplicate groups among the indexed items of ``kind``.
@@ -176,7 +178,7 @@ def find_duplicates(store: Store, column: str | None = None, threshold: float = 
 
 def _column(store: Store, column: str | None, kind: str | None) -> str:
     if column is None:
-        return store.encoder_for_query(None, {"audio" if kind == "audio" else "image"})[0]
+        return store.encoder_for_query(None, {Modality.AUDIO if kind == ItemKind.AUDIO else Modality.IMAGE})[0]
     if column not in store.encoders:
         raise LoupeError(f"the index has no vector column {column!r} "
                          f"(it has: {', '.join(store.encoders) or 'none'})")

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from loupe.indexer.encoders import Encoder
 from loupe.indexer.encoders.base import l2_normalise
 from loupe.indexer.errors import LoupeError

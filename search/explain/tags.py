@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from loupe.indexer.encoders import Encoder
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import ItemKind, Modality
 from loupe.search.explain.grounding.cache import Target, target_image
 from loupe.search.explain.labels import (
     DEFAULT_TAGS,
@@ -35,9 +37,9 @@ from loupe.search.explain.labels import (
     top_labels,
     top_shares,
 )
-from loupe.search.store.store import FRAME, PHOTO, Store, sql_str
+from loupe.search.store.store import Store, sql_str
 
-TAG_KINDS = (PHOTO, FRAME)
+TAG_KINDS = (ItemKind.PHOTO, ItemKind.FRAME)
 DEFAULT_TOP = 5
 DEFAULT_MIN_SHARE = 5.0
 BATCH = 8192
@@ -114,7 +116,7 @@ def enable_tagging(store: Store, vocabulary: str = DEFAULT_TAGS, column: str | N
     :func:`update_tags`, at the end of every indexing run."""
     vocab = load_vocabulary(vocabulary)  # fails now, not after indexing
     if column is None:
-        column = store.encoder_for_query(None, {"image", "text"})[0]
+        column = store.encoder_for_query(None, {Modality.IMAGE, Modality.TEXT})[0]
     elif column not in store.encoders:
         raise LoupeError(f"the index has no model column {column}")
     if top < 1 or not 0 <= min_share < 100:

@@ -27,23 +27,21 @@ from datetime import timedelta
 import lancedb
 import numpy as np
 import pyarrow as pa
-from loupe.indexer.encoders.base import EncoderSpec
+
+from loupe.indexer.encoders.spec import EncoderSpec
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import ItemKind, MediaKind
 
 FORMAT_VERSION = 2
 ITEMS, FILES, SKIPPED, GROUNDINGS = "items", "files", "skipped", "groundings"
 TAGS, REFERENCES = "tags", "references"
 
 # Item kinds.
-PHOTO, FRAME, AUDIO = "photo", "frame", "audio"
 
 # Skip codes; "unsupported" entries are retried once Loupe learns the kind.
-CODE_UNSUPPORTED = "unsupported"  # a media kind this version does not index yet
-CODE_NOT_MEDIA = "not-media"  # content is not media (not shown as a problem)
-CODE_BAD = "bad"  # unreadable, corrupt, truncated, refused...
 
 
-def item_id(path: str, kind: str = "photo", timestamp: float | None = None) -> str:
+def item_id(path: str, kind: str = ItemKind.PHOTO, timestamp: float | None = None) -> str:
     """Stable id of an item: the same file (and moment) always gets the same id."""
     key = f"{kind}\0{path}" if timestamp is None else f"{kind}\0{path}\0{timestamp:.6f}"
     return hashlib.blake2b(key.encode("utf-8"), digest_size=12).hexdigest()
@@ -236,7 +234,7 @@ class Store:
                 t.add_columns(new)
             if FILES not in self._table_names():
                 a = self._scan(t, ["path", "size", "mtime_ns", "fingerprint", "indexed_at"])
-                rows = [dict(r, media="image", rows=1, duration=None, problem=None, sound=False)
+                rows = [dict(r, media=MediaKind.IMAGE, rows=1, duration=None, problem=None, sound=False)
                         for r in a.to_pylist()]
                 self.db.create_table(FILES, data=pa.Table.from_pylist(rows, FILES_SCHEMA))
         self.meta["format"] = FORMAT_VERSION
@@ -430,12 +428,12 @@ class Store:
         if t is None:
             return {}
         skip = set(exclude)
-        if t.count_rows(f"kind = {sql_str(PHOTO)}") == len(skip):
+        if t.count_rows(f"kind = {sql_str(ItemKind.PHOTO)}") == len(skip):
             return {}  # every photo row has its file record (the usual case): no scan
         names = ["path", "size", "mtime_ns", "fingerprint"]
-        a = self._scan(t, names, f"kind = {sql_str(PHOTO)}")
+        a = self._scan(t, names, f"kind = {sql_str(ItemKind.PHOTO)}")
         cols = [a[n].to_pylist() for n in names]
-        return {p: FileState(s, m, fp, kind="image") for p, s, m, fp in zip(*cols, strict=True)
+        return {p: FileState(s, m, fp, kind=MediaKind.IMAGE) for p, s, m, fp in zip(*cols, strict=True)
                 if p not in skip}
 
     def skipped_states(self) -> dict[str, FileState]:

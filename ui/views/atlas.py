@@ -15,10 +15,12 @@ import base64
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+
+from loupe.indexer.kinds import ItemKind
 from loupe.search import thumbs
 from loupe.search.explain import atlas as atlas_lib
 from loupe.search.explain.atlas import Atlas
-from loupe.search.store.store import AUDIO, FRAME, PHOTO, Store
+from loupe.search.store.store import Store
 from loupe.ui import core
 from loupe.ui.core import AppArgs
 from loupe.ui.resources import friendly, open_index
@@ -27,12 +29,12 @@ from loupe.ui.services import SearchService, log_unexpected
 ss = st.session_state
 
 KIND_STYLE = {  # kind: (legend name, colour)
-    PHOTO: ("Photos", "#4C78A8"),
-    FRAME: ("Video moments", "#F58518"),
-    AUDIO: ("Sound windows", "#54A24B"),
+    ItemKind.PHOTO: ("Photos", "#4C78A8"),
+    ItemKind.FRAME: ("Video moments", "#F58518"),
+    ItemKind.AUDIO: ("Sound windows", "#54A24B"),
 }
 HIT_COLOUR = "#E45756"
-KIND_CHOICES = {"Photos": PHOTO, "Video moments": FRAME, "Sounds": AUDIO}
+KIND_CHOICES = {"Photos": ItemKind.PHOTO, "Video moments": ItemKind.FRAME, "Sounds": ItemKind.AUDIO}
 METHOD_CHOICES = {"Automatic": "auto", "UMAP": "umap", "PCA": "pca"}
 GRID_LIMIT = 30  # selected items shown as thumbnails, at most
 PER_ROW = 6

@@ -6,7 +6,9 @@ import os
 import time
 
 import streamlit as st
+
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import ItemKind
 from loupe.search.status import index_status
 from loupe.search.store.store import Store
 from loupe.ui import core
@@ -30,7 +32,7 @@ def render(args: AppArgs) -> None:
     st.caption(f"`{status['db']}` · store version {status['store_version']}")
     counts, files = status["counts"], status["files"]
     c = st.columns(4)
-    c[0].metric("Photos", f"{counts.get('photo', 0):,}")
+    c[0].metric("Photos", f"{counts.get(ItemKind.PHOTO, 0):,}")
     c[1].metric("Video moments", f"{counts.get('frame', 0):,}",
                 help=f"from {files.get('video', 0):,} videos")
     c[2].metric("Sound windows", f"{counts.get('audio', 0):,}",

@@ -7,13 +7,12 @@ import os
 from dataclasses import asdict
 
 import streamlit as st
+
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import ItemKind, Modality
 from loupe.search import thumbs
 from loupe.search.engine import Hit, Moment
 from loupe.search.explain.grounding.kosmos2 import DEFAULT_PROMPT
-from loupe.search.query import AUDIO, IMAGE
-from loupe.search.store.store import AUDIO as AUDIO_ITEM
-from loupe.search.store.store import FRAME, PHOTO
 from loupe.ui import core
 from loupe.ui.core import AppArgs, Upload
 from loupe.ui.resources import friendly, grounding_service, open_index, search_service
@@ -21,7 +20,7 @@ from loupe.ui.services import SearchService, jpeg, log_unexpected
 
 PLAY_LIMIT = 300_000_000  # bytes: bigger videos and sounds are loaded on request
 GRID_PLAY_LIMIT = 30_000_000  # sounds played straight from the grid
-KIND_LABEL = {PHOTO: "Photo", FRAME: "Video", AUDIO_ITEM: "Sound"}
+KIND_LABEL = {ItemKind.PHOTO: "Photo", ItemKind.FRAME: "Video", ItemKind.AUDIO: "Sound"}
 AROUND_LIMIT = 12  # frames grounded around a moment, at most
 STYLE_VOCABS = ("artists", "art-movements")  # shown as style, not offered as tags
 
@@ -52,12 +51,12 @@ def query_panel(svc: SearchService) -> tuple[tuple, dict]:
                                        or ss.get("recording"))):
             img = st.file_uploader("A picture", type=core.IMAGE_UPLOAD_TYPES,
                                    key="image_upload")
-            u = _upload(IMAGE, img, "w_image")
+            u = _upload(Modality.IMAGE, img, "w_image")
             snd = st.file_uploader("A sound", type=core.SOUND_UPLOAD_TYPES,
                                    key="sound_upload")
-            v = _upload(AUDIO, snd, "w_sound")
+            v = _upload(Modality.AUDIO, snd, "w_sound")
             rec = st.audio_input("Or record one", key="recording")
-            r = _upload(AUDIO, rec, "w_recording")
+            r = _upload(Modality.AUDIO, rec, "w_recording")
             for up, f in ((u, img), (v, snd), (r, rec)):
                 if up is not None:
                     uploads.append(up)
@@ -204,8 +203,8 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
     with right:  # first: a grounding made here shows on the left in the same run
         facts = [("Folder", core.shown_path(os.path.dirname(row["path"]))),
                  ("Size", core.human_size(row["size"])), ("Date", core.when(row["mtime_ns"])),
-                 ("Kind", {PHOTO: "photo", FRAME: "video moment",
-                           AUDIO_ITEM: "sound window"}.get(kind, kind))]
+                 ("Kind", {ItemKind.PHOTO: "photo", ItemKind.FRAME: "video moment",
+                           ItemKind.AUDIO: "sound window"}.get(kind, kind))]
         if row["timestamp"] is not None:
             ts = f"{core.clock(row['timestamp'])} ({row['timestamp']:.2f} s)"
             if row.get("end") is not None:
@@ -228,12 +227,12 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
         if close.button("Close", key="close", icon=":material/close:", width="stretch"):
             _unselect()
             st.rerun()
-        if kind in (PHOTO, FRAME):
+        if kind in (ItemKind.PHOTO, ItemKind.FRAME):
             grounding_panel(svc, args, row)
             grounding_summary(item_id)
     with left:
         with friendly("showing the item"):
-            if kind == AUDIO_ITEM:
+            if kind == ItemKind.AUDIO:
                 with svc.lock:
                     st.image(thumbs.thumbnail(svc.store, item_id), width="stretch")
                 _play("sound", svc, row, f"play-{item_id}")
@@ -246,10 +245,10 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
                              width="stretch")
                 if g is not None:
                     st.toggle("Show Kosmos-2's boxes", value=True, key="show_boxes")
-                if kind == FRAME:
+                if kind == ItemKind.FRAME:
                     _play("video", svc, row, f"play-{item_id}")
     grounding_frames(item_id)
-    if kind in (PHOTO, FRAME):
+    if kind in (ItemKind.PHOTO, ItemKind.FRAME):
         explain_panel(svc, row)
 
 
@@ -315,7 +314,7 @@ def grounding_panel(svc: SearchService, args: AppArgs, row: dict) -> None:
             res = gs.ground(args.db, [item_id], prompt)
             ss["grounding"] = {"item": item_id, "prompt": prompt, "around": False,
                                "results": [asdict(r) for r in res]}
-    if row["kind"] == FRAME:
+    if row["kind"] == ItemKind.FRAME:
         span = st.slider("Surrounding frames (± seconds)", 1, 10, 2, key="ground_span")
         if st.button("Ground the surrounding frames", key="ground_around",
                      icon=":material/view_week:"):
@@ -507,8 +506,8 @@ def results_view(svc: SearchService) -> None:
 
 def _noun(kind: str | None, group: bool, n: int) -> str:
     """What the results are: "photos", "videos", "video moments", "sound files"..."""
-    word = {None: "result", PHOTO: "photo", FRAME: "video" if group else "video moment",
-            AUDIO_ITEM: "sound file" if group else "sound window"}.get(kind, "result")
+    word = {None: "result", ItemKind.PHOTO: "photo", ItemKind.FRAME: "video" if group else "video moment",
+            ItemKind.AUDIO: "sound file" if group else "sound window"}.get(kind, "result")
     return word if n == 1 else word + "s"
 
 
@@ -537,7 +536,7 @@ def tile(svc: SearchService, h: Hit, rank: int) -> None:
                          on_click=_select, args=(m.id,))
         elif h.timestamp is not None:
             st.caption(f"at {core.clock(h.timestamp)}")
-        if h.kind == AUDIO_ITEM:
+        if h.kind == ItemKind.AUDIO:
             try:
                 with svc.lock:
                     path = thumbs.item_path(svc.store, h.id)
@@ -558,8 +557,8 @@ def welcome(svc: SearchService) -> None:
                 "come back.", icon=":material/photo_library:")
         return
     parts = []
-    for kind, word in ((PHOTO, "photos"), (FRAME, "video moments"),
-                       (AUDIO_ITEM, "sound windows")):
+    for kind, word in ((ItemKind.PHOTO, "photos"), (ItemKind.FRAME, "video moments"),
+                       (ItemKind.AUDIO, "sound windows")):
         if counts.get(kind):
             parts.append(f"{counts[kind]:,} {word}")
     st.markdown("#### Search " + ", ".join(parts))

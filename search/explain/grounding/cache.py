@@ -16,10 +16,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from loupe.indexer.errors import LoupeError
-from loupe.search.explain.grounding.kosmos2 import Grounder, Grounding, normalise_prompt
-from loupe.search.store.store import FRAME, Store
 from PIL import Image
+
+from loupe.indexer.errors import LoupeError
+from loupe.indexer.kinds import PICTURE_KINDS, ItemKind, MediaKind
+from loupe.search.explain.grounding.kosmos2 import Grounder, Grounding, normalise_prompt
+from loupe.search.store.store import Store
 
 _ITEM_ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -63,14 +65,14 @@ def resolve_target(ref: str, store: Store | None = None, at: float | None = None
 
     A video file needs ``at`` (seconds; the frame on screen then is grounded).
     """
-    from loupe.indexer.media.sniff import VIDEO, kind_from_extension, sniff
+    from loupe.indexer.media.sniff import kind_from_extension, sniff
 
     if store is not None and _ITEM_ID.match(ref) and not os.path.exists(ref):
         row = store.get_items([ref]).get(ref)
         if row is None:
             raise LoupeError(f"no item {ref} in the index at {store.dir}")
-        ts = row["timestamp"] if row["kind"] == FRAME else None
-        if row["kind"] not in (FRAME, "photo"):
+        ts = row["timestamp"] if row["kind"] == ItemKind.FRAME else None
+        if row["kind"] not in PICTURE_KINDS:
             raise LoupeError(f"item {ref} is a sound window: only pictures can be grounded")
         return Target(row["path"], ts if at is None else at, ref,
                       row["fingerprint"] if at is None else None)
@@ -82,7 +84,7 @@ def resolve_target(ref: str, store: Store | None = None, at: float | None = None
             kind = sniff(f.read(64)) or kind_from_extension(path)
     except OSError as e:
         raise LoupeError(f"cannot read {path}: {e.strerror or e}") from e
-    if kind == VIDEO:
+    if kind == MediaKind.VIDEO:
         if at is None:
             raise LoupeError(f"{ref} is a video: say which moment with --at SECONDS, or "
                              "ground sampled frames with --video")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loupe.search.explain.grounding.kosmos2 import Grounding
 from PIL import Image, ImageDraw, ImageFont
+
+from loupe.search.explain.grounding.kosmos2 import Grounding
 
 # Distinct colours that read on light and dark pictures (Okabe-Ito + a few).
 PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),

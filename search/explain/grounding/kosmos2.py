@@ -16,9 +16,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from loupe.indexer.encoders.openclip import _hub_offline, file_sha256, hub_reachable, resolve_device
-from loupe.indexer.errors import LoupeError
 from PIL import Image
+
+from loupe.indexer.encoders.hub import file_sha256, hub_offline, hub_reachable, resolve_device
+from loupe.indexer.errors import LoupeError
 
 DEFAULT_GROUNDING_MODEL = "microsoft/kosmos-2-patch14-224"
 DEFAULT_PROMPT = "<grounding>An image of"
@@ -378,7 +379,7 @@ def load_grounder(model: str | None = None, device: str = "auto",
     hub_level = hub_logger.level
     hub_logger.setLevel(logging.CRITICAL)
     try:
-        with _hub_offline(needs_hub and not online):
+        with hub_offline(needs_hub and not online):
             config = AutoConfig.from_pretrained(source, **kwargs)
             if getattr(config, "model_type", None) != "kosmos-2":
                 raise LoupeError(f"{model} is not a Kosmos-2 model (model_type "
