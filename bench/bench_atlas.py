@@ -62,7 +62,7 @@ def build_store(db: str, n: int, dim: int, clusters: int, seed: int):
     import pyarrow as pa
 
     from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
-    from loupe.search.store.store import Store, item_id, items_schema
+    from loupe.search.store import Store, item_id, items_schema
 
     marker = os.path.join(db, ".bench-complete")
     if os.path.exists(marker):
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  pca           {time.perf_counter() - t:8.2f} s  (compute_atlas: read + PCA + "
           f"labels; {len(pca):,} points)")
     t = time.perf_counter()
-    version, table = store.read_vectors(store.encoder_for_query()[0])
+    version, table = store.read_vectors(store.meta.query_column()[0])
     print(f"  read vectors  {time.perf_counter() - t:8.2f} s  (store.read_vectors alone, "
           f"{table.num_rows:,} rows)")
     atlas = pca

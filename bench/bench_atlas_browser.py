@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def build_store(db: str, points: int, seed: int = 0) -> None:
     from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
     from loupe.search.explain.atlas import load_atlas
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     if os.path.exists(os.path.join(db, "meta.json")):
         return

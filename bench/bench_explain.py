@@ -90,7 +90,7 @@ def bench_tagging(encoder, cache: str, rows: int, seed: int) -> dict:
 def bench_duplicates(rows: int, copies: int, dim: int, seed: int) -> dict:
     from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
     from loupe.search.explain.duplicates import find_duplicates
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     rng = np.random.default_rng(seed)
     vecs = rng.normal(size=(rows, dim)).astype(np.float32)

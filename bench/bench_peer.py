@@ -107,10 +107,10 @@ def peer_vectors(out: str) -> dict[str, np.ndarray]:
 
 def loupe_vectors(db: str) -> dict[str, np.ndarray]:
     """{path: vector} of the photos in a Loupe database."""
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     store = Store(db)
-    column = next(iter(store.encoders))
+    column = next(iter(store.meta.encoders))
     _, table = store.read_vectors(column)
     return {p: np.asarray(v, np.float32) for p, v in
             zip(table["path"].to_pylist(), table[column].to_pylist(), strict=True)}

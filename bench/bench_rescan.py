@@ -84,7 +84,7 @@ def breakdown(root: str, db: str) -> None:
     """Time the phases of an unchanged run in-process (as index_paths does them)."""
     from loupe.indexer.scan import scan
     from loupe.search.ann.index import build_index
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     def timed(label: str, fn):
         t = time.perf_counter()
@@ -95,7 +95,7 @@ def breakdown(root: str, db: str) -> None:
 
     print("  phases of an unchanged run, in-process:")
     store, _ = timed("open store (Store(db))", lambda: Store(db))
-    column = next(iter(store.encoders))
+    column = next(iter(store.meta.encoders))
     timed("store.items() (open table)", store.items)
     entries, _ = timed("scan() walk + stat", lambda: list(scan([os.path.abspath(root)])))
     states, _ = timed("store.item_states()", store.item_states)

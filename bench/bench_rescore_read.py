@@ -38,7 +38,7 @@ from _common import DEFAULT_WORK, machine_info, summary_ms
 
 from loupe.indexer.encoders.spec import EncoderSpec
 from loupe.search.ann.position_vectors import PositionVectors
-from loupe.search.store.store import Store, item_id, items_schema
+from loupe.search.store import Store, item_id, items_schema
 
 DIM = 512
 CHUNK = 100_000
@@ -102,7 +102,7 @@ def main() -> None:
     for idx in t.list_indices():  # start from no index on id
         t.drop_index(idx.name)
     store = Store(db)
-    ids = store._scan(store.items(), ["id"])["id"].to_pylist()
+    ids = store.item_rows(["id"])["id"].to_pylist()
     rng = np.random.default_rng(0)
     res: dict[str, dict[int, dict]] = {}
     res["no index"] = {n: time_reads(store, column, ids, n, args.reps, rng) for n in (100, 1000)}

@@ -228,7 +228,7 @@ def e2e(args) -> None:
     from loupe.indexer.encoders import load_encoder
     from loupe.search.ann.index import build_index
     from loupe.search.engine import Searcher
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     print(f"\n== end to end: Searcher.search, text queries, ViT-B-32 random weights, "
           f"torch {torch.__version__} threads={torch.get_num_threads()} ==", flush=True)
@@ -253,7 +253,7 @@ def e2e(args) -> None:
             column = store.register_encoder(enc.spec)
             vecs = unit_vectors(args.e2e_rows, enc.dim, args.seed + 2)
             paths = bench_paths(args.e2e_rows, "/bench/e2e")
-            from loupe.search.store.store import item_id
+            from loupe.search.store import item_id
 
             for s in range(0, args.e2e_rows, 1000):
                 rows = [{"id": item_id(p), "path": p, "kind": "photo", "size": 3_000_000,

@@ -38,13 +38,13 @@ from _common import (
 )
 from bench_media import make_video
 
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 
 def frames_of(db: str) -> list[tuple[float, int]]:
     """(timestamp, shot) of every stored frame, in time order."""
     store = Store(db)
-    rows = store._scan(store.items(), ["timestamp", "shot"], "kind = 'frame'").to_pylist()
+    rows = store.item_rows(["timestamp", "shot"], "kind = 'frame'").to_pylist()
     return sorted((r["timestamp"], r["shot"]) for r in rows)
 
 

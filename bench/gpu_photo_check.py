@@ -38,7 +38,7 @@ from make_photos import make_photos
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loupe.indexer.decode.pool import decode_files  # noqa: E402
-from loupe.indexer.decode.worker import DecodeSettings  # noqa: E402
+from loupe.indexer.decode.results import DecodeSettings  # noqa: E402
 from loupe.indexer.scan import FileEntry  # noqa: E402
 
 

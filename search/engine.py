@@ -13,7 +13,7 @@ from loupe.search.ann.index import VectorIndex, load_index
 from loupe.search.explain.duplicates import check_threshold, drop_near_duplicates
 from loupe.search.explain.tags import ids_with_tags
 from loupe.search.query import Term, modalities, parse_query, query_vector
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Searcher:
         self._encoders: dict[str, Encoder] = {}
         self._indexes: dict[str, VectorIndex] = {}
         # The default column: validates a requested encoder at once.
-        self.column, self.spec = store.encoder_for_query(encoder.spec if encoder else None)
+        self.column, self.spec = store.meta.query_column(encoder.spec if encoder else None)
         if encoder is not None:
             self._encoders[self.column] = encoder
         self.last_query_seconds = 0.0
@@ -70,13 +70,13 @@ class Searcher:
     def column_for(self, needs: set[str]) -> str:
         """The vector column that answers a query needing these modalities."""
         spec = self._requested.spec if self._requested else None
-        return self.store.encoder_for_query(spec, needs)[0]
+        return self.store.meta.query_column(spec, needs)[0]
 
     def encoder_of(self, column: str | None = None) -> Encoder:
         """The encoder of a column (loaded on first use)."""
         column = column or self.column
         if column not in self._encoders:
-            self._encoders[column] = encoder_from_spec(self.store.encoders[column], self._device)
+            self._encoders[column] = encoder_from_spec(self.store.meta.encoders[column], self._device)
         return self._encoders[column]
 
     def index_of(self, column: str | None = None) -> VectorIndex:

@@ -6,15 +6,15 @@ from loupe.indexer.encoders import licence
 from loupe.indexer.kinds import SkipCode
 from loupe.search.ann.index import saved_info
 from loupe.search.explain.attribution import collections
-from loupe.search.explain.tags import tagging_config
-from loupe.search.store.store import Store
+from loupe.search.explain.tags import tag_rows, tagging_config
+from loupe.search.store import Store
 
 
 def index_status(store: Store) -> dict:
     """A JSON-ready summary of the index at ``store``."""
     version = store.version()
     encoders = []
-    for column, spec in store.encoders.items():
+    for column, spec in store.meta.encoders.items():
         info = saved_info(store, column)
         encoders.append({
             "column": column,
@@ -63,4 +63,4 @@ def _tagging(store: Store) -> dict | None:
     cfg = tagging_config(store)
     if not cfg:
         return None
-    return {**cfg, "tagged_items": store.tag_rows().num_rows}
+    return {**cfg, "tagged_items": tag_rows(store).num_rows}

@@ -17,7 +17,7 @@ from PIL import Image
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 THUMB_SIZE = 320  # longest side, pixels
 
@@ -72,11 +72,12 @@ def reference_thumbnail(store: Store, key: str, size: int = THUMB_SIZE) -> bytes
     """JPEG thumbnail of a registered reference work (style attribution's evidence), by
     its key: like items, only files registered in the index are opened."""
     from loupe.indexer.media.image import ImageDecodeError, upright_image_file
-    from loupe.search.store.store import sql_str
+    from loupe.search.explain.attribution import reference_rows
+    from loupe.search.store import sql_str
 
     if not isinstance(key, str) or not key.isalnum():
         raise LoupeError("not a reference work")
-    rows = store.reference_rows(f"key = {sql_str(key)}", ["path", "fingerprint"]).to_pylist()
+    rows = reference_rows(store, f"key = {sql_str(key)}", ["path", "fingerprint"]).to_pylist()
     if not rows:
         raise LoupeError("no such reference work in this index")
     path = rows[0]["path"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from loupe.indexer.decode.worker import FileResult, PartResult, process_file, process_part
+from loupe.indexer.decode.results import FileResult, PartResult
+from loupe.indexer.decode.worker import process_file, process_part
 
 
 def _log(line: str) -> None:

@@ -23,7 +23,7 @@ from loupe.search.ann.plan import (
     tune,
     tuning_queries,
 )
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 GIB = 1 << 30
 

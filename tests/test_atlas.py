@@ -14,9 +14,9 @@ from PIL import Image
 
 from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.explain import atlas as A
-from loupe.search.store.store import Store, item_id
+from loupe.search.store import Store, item_id
 
 OPTS = IndexOptions(workers=0, progress=False)
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import ToyEncoder, solid
 
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe
 from loupe.search.explain.attribution import (
     ReferenceSet,
@@ -19,11 +19,12 @@ from loupe.search.explain.attribution import (
     attribute,
     collections,
     knn_shares,
+    reference_rows,
     reference_set,
     remove_collection,
 )
 from loupe.search.explain.grounding.cache import Target
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 
 def _clusters(seed=0, per=30, dim=32, spread=0.25):
@@ -104,7 +105,7 @@ def test_collections_from_folders(indexed, toy, tmp_path):
                           lambda c: toy).removed == 1
     assert collections(store)["Red school"] == 2
 
-    column = next(iter(store.encoders))
+    column = next(iter(store.meta.encoders))
     target = Target(str(tmp_path / "archive" / "orange.png"))
     vec = toy.embed_images([_open(target.path)])
     (a,) = attribute(vec, [target], toy, store, column, top=3, k=4, temperature=0.05)
@@ -138,7 +139,7 @@ def test_a_model_added_later_embeds_the_references(indexed, toy):
     store.register_encoder(other.spec)
     refs_other = reference_set(store, other.spec.column, other)
     assert len(refs_other.vectors) == 3 and set(refs_other.collections) == {"Red school"}
-    assert store.reference_rows().num_rows == 6  # kept for next time
+    assert reference_rows(store).num_rows == 6  # kept for next time
 
 
 def test_attribute_cli(indexed, toy, capsys):

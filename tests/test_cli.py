@@ -15,7 +15,7 @@ import pytest
 from conftest import solid
 
 from loupe.search.cli.main import main
-from loupe.search.store.store import Store, item_id
+from loupe.search.store import Store, item_id
 
 N_CORPUS = 8  # corpus photos copied into the test folder
 
@@ -52,7 +52,7 @@ def brute(indexed):
 
     _, db, tiny = indexed
     store = Store(str(db))
-    col = next(iter(store.encoders))
+    col = next(iter(store.meta.encoders))
     rows = store.items().to_arrow().to_pylist()
     paths = [r["path"] for r in rows]
     vecs = np.array([r[col] for r in rows], np.float64)

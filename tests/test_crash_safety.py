@@ -25,7 +25,7 @@ from PIL import Image
 
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.status import index_status
-from loupe.search.store.store import Store, item_id
+from loupe.search.store import Store, item_id
 
 N_GOOD = 300
 N_BAD = 3
@@ -195,7 +195,7 @@ def _rows(db: str) -> dict[str, dict]:
     t = store.items(create=False)
     if t is None:
         return {}
-    col = next(iter(store.encoders))
+    col = next(iter(store.meta.encoders))
     rows = t.to_arrow().to_pylist()
     ids = [r["id"] for r in rows]
     paths = [r["path"] for r in rows]
@@ -286,7 +286,7 @@ def test_a_table_whose_creation_was_killed_is_made_again(tmp_path, toy):
     listed but cannot be opened. It reads as missing, and the next write makes it anew."""
     from conftest import solid
 
-    from loupe.indexer.pipeline.run import IndexOptions, index_paths
+    from loupe.indexer.pipeline import IndexOptions, index_paths
 
     db = tmp_path / "db"
     store = Store(str(db), create=True)

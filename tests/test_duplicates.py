@@ -13,11 +13,11 @@ import pytest
 from conftest import CORPUS, PixelEncoder
 
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe
 from loupe.search.engine import Searcher
 from loupe.search.explain.duplicates import drop_near_duplicates, find_duplicates
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 SIDE = 8
 # Measured with PixelEncoder(8) on the photos and copies below: copies of one photo have
@@ -65,7 +65,7 @@ def photos(tmp_path_factory) -> tuple[Store, Path]:
 def _vectors(store: Store) -> tuple[list[str], np.ndarray]:
     from loupe.search.ann.index import load_index
 
-    index = load_index(store, next(iter(store.encoders)))
+    index = load_index(store, next(iter(store.meta.encoders)))
     return [str(p) for p in index.paths], index.vectors(np.arange(len(index)))
 
 

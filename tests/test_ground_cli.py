@@ -13,12 +13,12 @@ from conftest import ToyEncoder
 from PIL import Image
 
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.explain.grounding.cache import ground_targets, resolve_target
 from loupe.search.explain.grounding.draw import PALETTE, contact_sheet, draw_grounding
 from loupe.search.explain.grounding.kosmos2 import Entity, Grounding, load_grounder
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_cache_follows_content_not_names(archive, grounder, monkeypatch):
 
 def test_targets_from_item_ids_and_video_moments(archive):
     root, store = archive
-    rows = store._scan(store.items(), ["id", "path", "kind", "timestamp"]).to_pylist()
+    rows = store.item_rows(["id", "path", "kind", "timestamp"]).to_pylist()
     photo = next(r for r in rows if r["path"].endswith("coffee.png"))
     frame = next(r for r in rows if r["kind"] == "frame" and r["timestamp"] == 20.0)
     t = resolve_target(photo["id"], store)
@@ -133,7 +133,7 @@ def test_cli_ground_files_items_and_drawings(archive, kosmos_dir, tmp_path, caps
     assert {"caption", "entities", "prompt", "model", "width", "height"} <= set(out[0])
     assert (out[0]["width"], out[0]["height"]) == Image.open(root / "astronaut.png").size
     assert Image.open(drawn).size == (out[0]["width"], out[0]["height"])
-    frame_id = next(r["id"] for r in store._scan(store.items(), ["id", "kind", "timestamp"])
+    frame_id = next(r["id"] for r in store.item_rows(["id", "kind", "timestamp"])
                     .to_pylist() if r["kind"] == "frame" and r["timestamp"] == 9.0)
     assert loupe_main(["ground", frame_id, str(root / "astronaut.png"), "--json", *base]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -27,11 +27,12 @@ from conftest import seen_pixels as _seen_pixels
 from PIL import Image
 
 import loupe.indexer.decode.worker as worker_mod
-from loupe.indexer.decode.worker import DecodeSettings, process_file_with
+from loupe.indexer.decode.results import DecodeSettings
+from loupe.indexer.decode.worker import process_file_with
 from loupe.indexer.encoders.spec import ImagePreprocess
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.status import index_status
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 
 def _permissions_enforced() -> bool:

@@ -15,11 +15,11 @@ import pytest
 from conftest import ToyEncoder, solid
 
 import loupe.indexer.decode.worker as worker_mod
-from loupe.indexer.pipeline.run import IndexOptions, IndexReport, index_paths
+from loupe.indexer.pipeline import IndexOptions, IndexReport, index_paths
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.engine import Searcher
 from loupe.search.status import index_status
-from loupe.search.store.store import Store, item_id
+from loupe.search.store import Store, item_id
 
 COLOURS = {
     "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "white": (255, 255, 255),
@@ -42,7 +42,7 @@ def _snapshot(store: Store) -> dict[str, dict]:
     t = store.items(create=False)
     if t is None:
         return {}
-    col = next(iter(store.encoders))
+    col = next(iter(store.meta.encoders))
     out = {}
     for r in t.to_arrow().to_pylist():
         assert r["path"] not in out, f"duplicate row for {r['path']}"

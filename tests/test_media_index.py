@@ -19,11 +19,11 @@ from conftest import PixelEncoder, SoundToyEncoder, ToyEncoder, sine, solid, wri
 from PIL import Image
 
 from loupe.indexer.media.image import to_model_input
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.engine import Searcher
 from loupe.search.status import index_status
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 OPTS = {"workers": 0, "progress": False}
 SIDE = 16
@@ -39,7 +39,7 @@ def _index(roots, db, encoders, **opts):
 def _rows(store: Store, kind: str | None = None, columns=None) -> list[dict]:
     cols = columns or ["id", "path", "kind", "timestamp", "end", "shot", "silent", "width",
                        "height"]
-    rows = store._scan(store.items(), cols, f"kind = '{kind}'" if kind else None).to_pylist()
+    rows = store.item_rows(cols, f"kind = '{kind}'" if kind else None).to_pylist()
     return sorted(rows, key=lambda r: (r.get("path", ""), r.get("kind", ""), r["timestamp"] or 0.0))
 
 
@@ -259,7 +259,7 @@ def test_cli_refuses_a_new_model_without_add(tmp_path, tiny_clip_dir, capsys):
     assert loupe_main(base + ["--model", other, "--add", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["embedded"] == 1 and report["unchanged"] == 0
-    assert len(Store(db).encoders) == 2
+    assert len(Store(db).meta.encoders) == 2
     # each model answers queries; the first is the default
     for model in (None, other):
         argv = ["search", "a photo", "--db", db, "--json"] + (["--model", model] if model else [])
@@ -323,9 +323,9 @@ def test_format_1_index_is_upgraded(tmp_path):
     t = store.items()
     t.drop_columns(["end", "shot", "silent"])
     store.db.drop_table("files")
-    store.update_meta(format=1)
+    store.meta.update(format=1)
     store = Store(str(db))
-    assert store.meta["format"] == 2
+    assert store.meta.format == 2
     assert {"end", "shot", "silent"} <= set(store.items().schema.names)
     assert set(store.item_states()) == {str(photos / "a.png"), str(photos / "b.png")}
     enc = ToyEncoder()
@@ -341,14 +341,14 @@ def test_a_new_model_stays_incomplete_until_every_root_is_backfilled(tmp_path):
     db = tmp_path / "db"
     store, _ = _index([a], db, ToyEncoder())
     store, _ = _index([b], db, ToyEncoder())
-    assert store.incomplete_columns == []  # a first model is complete by construction
+    assert store.meta.incomplete_columns == []  # a first model is complete by construction
     new = SoundToyEncoder()
     store, _ = _index([b], db, [ToyEncoder(), new])  # only b's files get the new model
     assert new.images_embedded == 1
-    assert store.incomplete_columns == [new.spec.column]  # red.png still lacks it
+    assert store.meta.incomplete_columns == [new.spec.column]  # red.png still lacks it
     later = SoundToyEncoder()
     store, _ = _index([a], db, [ToyEncoder(), later])
-    assert later.images_embedded == 1 and store.incomplete_columns == []
+    assert later.images_embedded == 1 and store.meta.incomplete_columns == []
     again = SoundToyEncoder()
     _index([a, b], db, [ToyEncoder(), again])
     assert again.images_embedded == 0

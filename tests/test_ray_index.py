@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from loupe.search.cli.main import main
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 ray = pytest.importorskip("ray")
 
@@ -54,8 +54,8 @@ def _table(t, drop: tuple[str, ...]) -> list[dict]:
 
 
 def _same_rows(a: Store, b: Store) -> int:
-    col = next(iter(a.encoders))
-    assert list(a.encoders) == list(b.encoders)
+    col = next(iter(a.meta.encoders))
+    assert list(a.meta.encoders) == list(b.meta.encoders)
     ra, rb = _table(a.items(), ("indexed_at",)), _table(b.items(), ("indexed_at",))
     assert len(ra) == len(rb) and len({r["id"] for r in rb}) == len(rb)  # no id twice
     for x, y in zip(ra, rb, strict=True):
@@ -116,7 +116,7 @@ def test_ray_refuses_a_run_without_every_model_of_the_index(archive, tmp_path, t
 
     from loupe.indexer.encoders import load_encoder
     from loupe.indexer.errors import LoupeError
-    from loupe.indexer.pipeline.run import IndexOptions, index_paths
+    from loupe.indexer.pipeline import IndexOptions, index_paths
 
     other = make_tiny_clip_dir(str(tmp_path / "other-tiny"), seed=1)
     db = tmp_path / "two"
@@ -132,10 +132,10 @@ def test_items_written_by_ray_keep_the_store_schema(archive, tmp_path, tiny_clip
     db = tmp_path / "schema"
     assert _index(archive / "clips", db, tiny_clip_dir, "--ray") == 0
     store = Store(str(db))
-    col = next(iter(store.encoders))
+    col = next(iter(store.meta.encoders))
     field = store.items().schema.field(col)
     assert pa.types.is_fixed_size_list(field.type) and field.type.list_size == \
-        store.encoders[col].dim
+        store.meta.encoders[col].dim
 
 
 def test_without_the_ray_extra_the_error_says_what_to_install(monkeypatch):

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from conftest import ToyEncoder, solid
 
-from loupe.indexer.decode.worker import DecodeSettings, process_file_with
+from loupe.indexer.decode.results import DecodeSettings
+from loupe.indexer.decode.worker import process_file_with
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.engine import Searcher
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 OPTS = dict(workers=0, progress=False)
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import ToyEncoder, solid
 
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe
 from loupe.search.explain.labels import (
     BUILTIN,
@@ -24,12 +24,13 @@ from loupe.search.explain.tags import (
     enable_tagging,
     ids_with_tags,
     parse_where,
+    tag_rows,
     tag_vectors,
     tags_of,
     top_labels,
     update_tags,
 )
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 COLOURS = "# template: {}\nred\ngreen\nblue\nblack\n"
 
@@ -187,7 +188,7 @@ def test_tags_follow_the_index(coloured_index):
     assert report.tagged == 1
     assert _names(store, ids_with_tags(store, ["blue"])) == ["blue.jpg", "more-blue.png"]
     assert ids_with_tags(store, ["green"]) == set()
-    assert store.tag_rows().num_rows == 4  # the gone file's tags went with it
+    assert tag_rows(store).num_rows == 4  # the gone file's tags went with it
 
 
 def test_where_tag_in_search_cli(coloured_index, capsys):

@@ -13,10 +13,10 @@ from PIL import Image
 import loupe.search.thumbs as thumbs
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.media.video import frame_at
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.cli.main import main as loupe_main
 from loupe.search.cli.main import ui_command
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def indexed(tmp_path, corpus):
     write_wav(root / "hum.wav", sine(200, 2.0))
     store = Store(str(tmp_path / "db"), create=True)
     index_paths([str(root)], store, SoundToyEncoder(), IndexOptions(workers=0, progress=False))
-    rows = store._scan(store.items(), ["id", "path", "kind", "timestamp"]).to_pylist()
+    rows = store.item_rows(["id", "path", "kind", "timestamp"]).to_pylist()
     return store, {(r["kind"], r["timestamp"]): r["id"] for r in rows}
 
 

@@ -22,9 +22,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search import thumbs
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 from loupe.ui import core
 
 APP = str(REPO / "ui" / "app.py")
@@ -339,7 +339,7 @@ def test_index_page_shows_counts_models_and_skipped_files(app, tmp_path):
 def test_indexing_a_folder_in_the_background_while_searching(tmp_path, monkeypatch):
     import threading
 
-    import loupe.indexer.pipeline.run as run_mod
+    import loupe.ui.services as run_mod  # the UI's indexing job calls index_paths from here
     from loupe.ui.resources import index_job, search_service
     from loupe.ui.services import IndexJob
 

@@ -197,7 +197,7 @@ def test_a_grounding_draws_its_boxes(browser, served):
 
     from PIL import Image
 
-    from loupe.search.explain.grounding.cache import cache_key, resolve_target
+    from loupe.search.explain.grounding.cache import cache_groundings, cache_key, resolve_target
     from loupe.search.explain.grounding.draw import PALETTE
     from loupe.search.explain.grounding.kosmos2 import (
         Entity,
@@ -205,10 +205,10 @@ def test_a_grounding_draws_its_boxes(browser, served):
         load_grounder,
         normalise_prompt,
     )
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     store = Store(served["db"])
-    rows = store._scan(store.items(), ["id", "path", "kind"]).to_pylist()
+    rows = store.item_rows(["id", "path", "kind"]).to_pylist()
     item = next(r["id"] for r in rows if r["path"].endswith("astronaut.png"))
     width, height = Image.open(served["root"] / "photos" / "astronaut.png").size
     prompt = normalise_prompt("Where is the astronaut?")  # asked by no other test
@@ -217,7 +217,7 @@ def test_a_grounding_draws_its_boxes(browser, served):
                   entities=[Entity("an astronaut", 12, 24, [(100.0, 50.0, 400.0, 500.0)])])
     grounder = load_grounder(served["kosmos"], "cpu")
     target = resolve_target(item, store)
-    store.cache_groundings([{"key": cache_key(target.content, prompt, grounder, 64),
+    cache_groundings(store, [{"key": cache_key(target.content, prompt, grounder, 64),
                              "content": target.content, "prompt": prompt,
                              "model": "seeded", "result": json.dumps(g.to_dict()),
                              "created": 0.0}])
@@ -262,7 +262,7 @@ def test_a_video_hit_plays_from_its_moment(page, served):
     url_item = page.evaluate("() => new URL(location.href).searchParams.get('item')")
     assert url_item
     _shot(page, served, "video-hit")
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     row = Store(served["db"]).get_items([url_item])[url_item]
     assert row["kind"] == "frame"
@@ -319,7 +319,7 @@ def test_tags_and_style_charts_with_evidence(page, served, corpus, tmp_path):
     drawn as bar charts, with the nearest reference works as thumbnails."""
     from loupe.indexer.encoders import LazyEncoder
     from loupe.search.explain.attribution import add_collection
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     refs = tmp_path / "refs"
     for who, names in (("Cats", ["chelsea.png"]), ("Machines", ["camera.png", "rocket.jpg"])):
@@ -329,7 +329,7 @@ def test_tags_and_style_charts_with_evidence(page, served, corpus, tmp_path):
     store = Store(served["db"])
     for who in ("Cats", "Machines"):
         add_collection(store, who, [str(refs / who)],
-                       lambda c: LazyEncoder(store.encoders[c], "cpu"))
+                       lambda c: LazyEncoder(store.meta.encoders[c], "cpu"))
     box = page.get_by_label("Search", exact=True)
     box.fill("a cat")
     box.press("Enter")

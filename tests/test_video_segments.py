@@ -21,14 +21,8 @@ from conftest import PixelEncoder, SoundToyEncoder
 from test_video_decode import ramp, write_clip
 
 from loupe.indexer.decode.pool import decode_files
-from loupe.indexer.decode.worker import (
-    SOUNDTRACK,
-    DecodeSettings,
-    FileResult,
-    join_video,
-    process_file_with,
-    process_part_with,
-)
+from loupe.indexer.decode.results import SOUNDTRACK, DecodeSettings, FileResult
+from loupe.indexer.decode.worker import join_video, process_file_with, process_part_with
 from loupe.indexer.encoders.spec import AudioPreprocess, ImagePreprocess
 from loupe.indexer.kinds import SkipCode
 from loupe.indexer.media.video import (
@@ -38,9 +32,9 @@ from loupe.indexer.media.video import (
     plan_segments,
     sample_frames,
 )
-from loupe.indexer.pipeline.run import IndexOptions, index_paths
+from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.indexer.scan import FileEntry
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 TASKS = ("pool_tasks", "file_task", "part_task")
 

@@ -28,7 +28,7 @@ from loupe.indexer.kinds import ItemKind, Modality
 from loupe.search import thumbs
 from loupe.search.engine import Hit, Searcher
 from loupe.search.query import Term, modalities, parse_query, query_vector
-from loupe.search.store.store import Store, default_db_dir
+from loupe.search.store import Store, default_db_dir
 
 # What an upload may be (the uploaders' `type=` lists; checked again here).
 IMAGE_UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff", "bmp"]
@@ -185,10 +185,10 @@ def run_query(searcher: Searcher, terms: Sequence[Term], k: int, kind: str | Non
     if column is None:
         column = searcher.column_for(needs)
     else:
-        known = searcher.store.encoders
+        known = searcher.store.meta.encoders
         if column not in known:
             raise LoupeError("that model is not in this index any more: reload the page")
-        column = searcher.store.encoder_for_query(known[column], needs)[0]
+        column = searcher.store.meta.query_column(known[column], needs)[0]
     t0 = time.perf_counter()
     encoder = searcher.encoder_of(column)
     searcher.index_of(column)
@@ -207,7 +207,7 @@ def more_like(searcher: Searcher, item_id: str, k: int, kind: str | None = None,
     """Items like a stored one, searched with its own stored vector (itself left out)."""
     store = searcher.store
     row = thumbs.item_row(store, item_id)  # refuses what is not an item of this index
-    columns = [c for c in ([column] if column else []) + list(store.encoders) if c]
+    columns = [c for c in ([column] if column else []) + list(store.meta.encoders) if c]
     for col in dict.fromkeys(columns):
         vec = store.get_items([item_id], ["id", col]).get(item_id, {}).get(col)
         if vec is None:
@@ -277,7 +277,7 @@ def neighbour_frames(searcher: Searcher, item_id: str, seconds: float,
         raise LoupeError("only a video moment has surrounding frames")
     t = float(row["timestamp"])
     out: list[tuple[str, float]] = []
-    for col in searcher.store.encoders:
+    for col in searcher.store.meta.encoders:
         index = searcher.index_of(col)
         sel = (index.paths == row["path"]) & (index.kinds == ItemKind.FRAME)
         if index.alive is not None:  # rows gone since the index was built

@@ -55,7 +55,7 @@ def open_index(db: str, title: str | None = None) -> SearchService | None:
         svc = search_service(db)
     if svc is None:
         return None
-    if not svc.store.encoders:
+    if not svc.store.meta.encoders:
         if title:
             st.title(title)
         st.info(f"The index at `{svc.db}` has nothing in it yet: run `loupe index FOLDER` "

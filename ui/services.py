@@ -6,7 +6,6 @@ background indexing job. Each guards itself with a lock; no Streamlit here.
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 import threading
@@ -17,13 +16,18 @@ from dataclasses import dataclass, replace
 
 from PIL import Image
 
-from loupe.indexer.errors import LoupeError
+from loupe.indexer import IndexOptions, LazyEncoder, LoupeError, index_paths
 from loupe.search import thumbs
 from loupe.search.engine import Searcher
-from loupe.search.explain.grounding.cache import cache_key, ground_targets, resolve_target
+from loupe.search.explain.grounding.cache import (
+    cache_key,
+    cached_groundings,
+    ground_targets,
+    resolve_target,
+)
 from loupe.search.explain.grounding.draw import draw_grounding
 from loupe.search.explain.grounding.kosmos2 import Grounder, load_grounder, normalise_prompt
-from loupe.search.store.store import Store
+from loupe.search.store import IndexMeta, Store
 
 MAX_NEW_TOKENS = 64  # as `loupe ground`: the UI and the CLI share cached answers
 DISPLAY_SIDE = 1600  # longest side of pictures sent to the browser
@@ -54,9 +58,9 @@ class SearchService:
         self.db = db
         self.store = Store(db)
         # An index without models yet has no searcher (the page says to run `loupe index`).
-        self.searcher: Searcher | None = Searcher(self.store) if self.store.encoders else None
+        self.searcher: Searcher | None = Searcher(self.store) if self.store.meta.encoders else None
         self.lock = threading.RLock()
-        self.meta_mtime = _mtime(self.store.meta_path)
+        self.meta_mtime = _mtime(self.store.meta.path)
         self._folders: tuple[int, list[str]] | None = None
         self._counts: tuple[int, dict[str, int]] | None = None
         self._tag_labels: tuple[int, list[str]] | None = None
@@ -65,16 +69,14 @@ class SearchService:
         """False once the index's models have changed (`loupe index --add`, or a first
         run on an empty index): the service is then rebuilt. Other meta changes (every
         run records itself) keep it, and its loaded models."""
-        mtime = _mtime(self.store.meta_path)
+        mtime = _mtime(self.store.meta.path)
         if mtime == self.meta_mtime:
             return True
         try:
-            with open(self.store.meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-        except (OSError, ValueError):
+            now = IndexMeta(self.store.dir)
+        except LoupeError:
             return False
-        if (meta.get("encoders"), meta.get("encoder_order")) != (
-                self.store.meta.get("encoders"), self.store.meta.get("encoder_order")):
+        if list(now.encoders.items()) != list(self.store.meta.encoders.items()):
             return False
         self.meta_mtime = mtime
         return True
@@ -95,7 +97,7 @@ class SearchService:
     def tag_labels(self) -> list[str]:
         """The labels the index's stored tags use (for the tag filter), per store
         version; empty when the index is not tagged."""
-        from loupe.search.explain.tags import tagging_config
+        from loupe.search.explain.tags import tag_rows, tagging_config
 
         with self.lock:
             version = self.store.version()
@@ -104,7 +106,7 @@ class SearchService:
                 if tagging_config(self.store):
                     import pyarrow.compute as pc
 
-                    flat = pc.list_flatten(self.store.tag_rows()["labels"])
+                    flat = pc.list_flatten(tag_rows(self.store)["labels"])
                     labels = sorted(set(flat.to_pylist()), key=str.lower)
                 self._tag_labels = (version, labels)
             return self._tag_labels[1]
@@ -173,7 +175,7 @@ class GroundingService:
             target = resolve_target(item_id, store)
             key = cache_key(target.content, normalise_prompt(prompt), self._grounder,
                             MAX_NEW_TOKENS)
-            if not store.cached_groundings([key]):
+            if not cached_groundings(store, [key]):
                 return None
             return self._ground(store, [item_id], prompt)[0]
         finally:
@@ -253,7 +255,7 @@ class IndexJob:
         if not os.path.isdir(path):
             raise LoupeError(f"{folder} is not a folder on this machine")
         store = Store(db)
-        if not store.encoders:
+        if not store.meta.encoders:
             raise LoupeError("this index has no models yet: run `loupe index FOLDER` once "
                              "(it chooses the model), then add folders here")
         with self.lock:
@@ -278,12 +280,9 @@ class IndexJob:
             self._state.done, self._state.total = done, total
 
     def _run(self, store: Store, folder: str) -> None:
-        from loupe.indexer.encoders import LazyEncoder
-        from loupe.indexer.pipeline.run import IndexOptions, index_paths
-
         report, error = None, "the run was interrupted"
         try:
-            encoders = [LazyEncoder(spec) for spec in store.encoders.values()]
+            encoders = [LazyEncoder(spec) for spec in store.meta.encoders.values()]
             opts = {"progress": False, "on_progress": self._progress}
             if self.workers is not None:
                 opts["workers"] = self.workers

@@ -16,16 +16,14 @@ breaks the pool by itself.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
+from loupe.indexer.decode.results import SOUNDTRACK, DecodeSettings, FileResult, PartResult
 from loupe.indexer.decode.worker import (
-    SOUNDTRACK,
-    DecodeSettings,
-    FileResult,
-    PartResult,
     init_worker,
     join_video,
     process_file,
@@ -206,3 +204,8 @@ class _Pool:
             p.spill.remove()
         self.queue = [t for t in self.queue if t.entry.path != path or t.part is None]
         return True
+
+
+def default_workers() -> int:
+    """Decode processes to start: one per core (the embedder runs in the main process)."""
+    return max(1, os.cpu_count() or 1)

@@ -41,12 +41,15 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
-import torch
 
 from loupe.indexer.encoders.spec import AudioPreprocess
+
+if TYPE_CHECKING:
+    import torch
 from loupe.indexer.media.av_stream import StreamReader, av_reason, declared_duration
 
 DEFAULT_SAMPLE_RATE = 16000
@@ -410,6 +413,8 @@ def kaldi_fbank(samples: np.ndarray | torch.Tensor, sample_rate: int = DEFAULT_S
     - ImageBind logs a warning when the frame count is more than 20 % off the target;
       we do not.
     """
+    import torch  # loaded only where sound becomes features (not by every importer)
+
     wave = torch.as_tensor(np.asarray(samples, dtype=np.float32)).reshape(1, -1)
     wave = wave - wave.mean()  # a new tensor: the caller's samples are left alone
     frame = int(sample_rate * 0.025)

@@ -29,15 +29,19 @@ import pickle
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loupe.indexer.decode.worker import DecodeSettings, FileResult, process_file_with
+from loupe.indexer.decode.results import DecodeSettings, FileResult
+from loupe.indexer.decode.worker import process_file_with
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.pipeline.options import IndexOptions, IndexReport
+from loupe.indexer.pipeline.plan import Column, RunPlan
+from loupe.indexer.pipeline.records import item_row
 from loupe.indexer.scan import FileEntry
 
 WAVE_FILES = 20_000  # files per wave: one items commit, then their file records
@@ -86,8 +90,6 @@ def _decode_files(batch: pa.Table, settings: DecodeSettings, known: frozenset[st
                   run_time: float) -> pa.Table:
     """Decode task: files -> one "file" row each (the result without its inputs) and one
     "item" row per item (its store row and its model inputs as raw bytes)."""
-    from loupe.indexer.pipeline.run import item_row
-
     out: dict[str, list] = {"role": [], "path": [], "file": [], "row": [], "inputs": []}
     spill = tempfile.mkdtemp(prefix="loupe-ray-spill-")
     try:
@@ -216,3 +218,41 @@ def items_uri(store) -> str:
     """Where the store's items table lies (a Lance dataset inside the LanceDB folder)."""
     uri = getattr(store.items(), "uri", None)
     return str(uri or store.tables_uri.rstrip("/") + "/items.lance")
+
+
+def index_on_ray(plan: RunPlan, settings: DecodeSettings, options: IndexOptions, store,
+                 columns: list[Column], writer, report: IndexReport, run_time: float,
+                 handled: Callable[[FileResult], None]) -> list[FileEntry]:
+    """Decode, embed and write the plan's new rows on Ray, recording each wave's files
+    after its rows; returns the files left for this machine (those that only lack a
+    model added to the index: a partial row update)."""
+    all_columns = frozenset(c.name for c in columns)
+    missing = sorted(set(store.meta.encoders) - all_columns)
+    if missing:
+        raise LoupeError("--ray indexes with every model of the index, and this index also "
+                         f"has {', '.join(missing)}: name all of its models, or leave out "
+                         "--ray")
+    need = plan.need
+    remote = [e for e in plan.todo if need.get(e.path, all_columns) == all_columns]
+    local = [e for e in plan.todo if need.get(e.path, all_columns) != all_columns]
+    if not remote:
+        return local
+    connect(options.ray or None, options.workers, options.progress)
+    writer.commit()  # file-level bookkeeping so far lands before the Ray waves
+    schema = store.items().schema
+    # spill_dir is per task on the cluster: each decode task makes its own
+    remote_settings = replace(settings, spill_dir=None)
+    for results in embed_on_ray(remote, remote_settings, plan.known_fingerprints, columns,
+                                items_uri(store), schema, run_time, options.batch_size):
+        for r in results:
+            if r.code is not None:
+                writer.add_skip(r)
+            elif r.reused:
+                writer.book.waiting.append(r)
+            else:  # its rows are in the store already
+                report.embedded += len(r.items)
+                report.count_items([i.kind for i in r.items])
+                writer.add_file(r, len(r.items))
+            handled(r)
+        writer.commit()
+    return local

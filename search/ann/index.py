@@ -33,7 +33,7 @@ from loupe.search.ann.plan import (
     tune_rerank,
 )
 from loupe.search.ann.position_vectors import PositionVectors
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 
 @dataclass

@@ -125,7 +125,7 @@ def _open_store(args, required: bool):
     """The index of ``--db``: None when there is none, unless ``required`` (then Store
     says there is none, in one line)."""
     from loupe.search.cli.main import _db, existing_store
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     return Store(_db(args)) if required else existing_store(_db(args))
 
@@ -137,8 +137,8 @@ def _picture_encoder(args, store):
     if args.model:
         encoder = load_encoder(args.model, args.pretrained, args.device)
         column = None
-        if store is not None and encoder.spec.column in store.encoders and \
-                store.encoders[encoder.spec.column].mismatch(encoder.spec) is None:
+        if store is not None and encoder.spec.column in store.meta.encoders and \
+                store.meta.encoders[encoder.spec.column].mismatch(encoder.spec) is None:
             column = encoder.spec.column
         return encoder, column
     if store is None:
@@ -146,7 +146,7 @@ def _picture_encoder(args, store):
 
         raise LoupeError(f"no Loupe index at {_db(args)}: pass --model (e.g. --model "
                          "ViT-B-32) to look at files without an index, or --db")
-    column, spec = store.encoder_for_query(None, {Modality.IMAGE, Modality.TEXT})
+    column, spec = store.meta.query_column(None, {Modality.IMAGE, Modality.TEXT})
     return encoder_from_spec(spec, args.device), column
 
 
@@ -237,7 +237,7 @@ def cmd_collection(args) -> int:
 
         def encoder_of(column: str):
             if column not in loaded:
-                loaded[column] = LazyEncoder(store.encoders[column], args.device)
+                loaded[column] = LazyEncoder(store.meta.encoders[column], args.device)
             return loaded[column]
 
         r = add_collection(store, args.name, args.folders, encoder_of,

@@ -54,8 +54,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
-    from loupe.indexer.decode.pool import DEFAULT_SEGMENT_SECONDS
-    from loupe.indexer.decode.worker import default_workers
+    from loupe.indexer.decode.pool import DEFAULT_SEGMENT_SECONDS, default_workers
     from loupe.indexer.encoders.openclip import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
     parser = argparse.ArgumentParser(
@@ -210,14 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _db(args) -> str:
-    from loupe.search.store.store import default_db_dir
+    from loupe.search.store import default_db_dir
 
     return os.path.abspath(args.db or default_db_dir())
 
 
 def existing_store(db: str):
     """The Store at ``db`` when an index is there, else None (nothing is created)."""
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     return Store(db) if os.path.exists(os.path.join(db, "meta.json")) else None
 
@@ -229,7 +228,7 @@ def _encoders_for_index(args, store) -> list:
     """
     from loupe.indexer.encoders import LazyEncoder, load_encoder, same_source
 
-    recorded = list(store.encoders.values()) if store is not None else []
+    recorded = list(store.meta.encoders.values()) if store is not None else []
     models = list(args.model or [])
     pretrained = list(args.pretrained or [])
     if len(pretrained) > max(1, len(models)):
@@ -269,8 +268,8 @@ def _shown(path: str) -> str:
 
 def cmd_index(args) -> int:
     from loupe.indexer.media.image import DEFAULT_MAX_PIXELS
-    from loupe.indexer.pipeline.run import IndexOptions, index_paths
-    from loupe.search.store.store import Store
+    from loupe.indexer.pipeline import IndexOptions, index_paths
+    from loupe.search.store import Store
 
     if args.batch_size < 1:
         raise LoupeError("--batch-size must be at least 1")
@@ -327,14 +326,14 @@ def _set_tagging(store, vocabulary: str | None, encoders) -> None:
     """Turn index-time tags on (with ``vocabulary``; "" keeps the current or default
     one) or off (None)."""
     from loupe.search.explain.labels import DEFAULT_TAGS
-    from loupe.search.explain.tags import enable_tagging, tagging_config
+    from loupe.search.explain.tags import drop_tags, enable_tagging, tagging_config
 
     if vocabulary is None:
-        store.update_meta(tagging=None, tagged=None)
-        store.delete_tags_table()
+        store.meta.update(tagging=None, tagged=None)
+        drop_tags(store)
         return
     for e in encoders:  # a new index registers its models when the run starts
-        if e.spec.column not in store.encoders:
+        if e.spec.column not in store.meta.encoders:
             store.register_encoder(e.spec)
     current = tagging_config(store) or {}
     enable_tagging(store, vocabulary or current.get("vocabulary", DEFAULT_TAGS),
@@ -372,7 +371,7 @@ def cmd_search(args) -> int:
     from loupe.search.explain.duplicates import check_threshold
     from loupe.search.explain.tags import parse_where
     from loupe.search.query import modalities, parse_query
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     if args.k < 1:
         raise LoupeError("-k must be at least 1")
@@ -537,7 +536,7 @@ def ui_command(db: str, port: int = 8501, host: str = "127.0.0.1",
 def cmd_ui(args) -> int:
     import subprocess
 
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     db = _db(args)
     Store(db)  # a clear error now if there is no index there
@@ -560,7 +559,7 @@ def cmd_ui(args) -> int:
 
 def cmd_status(args) -> int:
     from loupe.search.status import index_status
-    from loupe.search.store.store import Store
+    from loupe.search.store import Store
 
     st = index_status(Store(_db(args)))
     if args.json:

@@ -32,7 +32,7 @@ import pyarrow.ipc as ipc
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 ATLAS_FORMAT = 1
 DEFAULT_KINDS: tuple[str, ...] = (ItemKind.PHOTO, ItemKind.FRAME)  # sound windows: ask for them
@@ -169,8 +169,8 @@ def _unit_square(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _resolve_column(store: Store, column: str | None) -> str:
     if column is None:
-        return store.encoder_for_query()[0]  # LoupeError when the index has no model
-    if column not in store.encoders:
+        return store.meta.query_column()[0]  # LoupeError when the index has no model
+    if column not in store.meta.encoders:
         raise LoupeError(f"this index has no vector column {column!r}")
     return column
 

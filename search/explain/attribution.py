@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from loupe.indexer.encoders import Encoder
 from loupe.indexer.errors import LoupeError
@@ -29,7 +30,50 @@ from loupe.indexer.kinds import MediaKind, Modality
 from loupe.search.explain.grounding.cache import Target
 from loupe.search.explain.labels import Tag, load_vocabulary
 from loupe.search.explain.tags import tag_vectors
-from loupe.search.store.store import Store, sql_str
+from loupe.search.store import Store, scan, sql_str, upsert, where_in
+
+# Reference works for style attribution: one row per work and model column.
+REFERENCES = "references"
+REFERENCES_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),  # hash of collection, path, column
+        pa.field("collection", pa.string()),  # the artist or style it stands for
+        pa.field("path", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("fingerprint", pa.string()),
+        pa.field("column", pa.string()),
+        pa.field("vector", pa.list_(pa.float32())),
+        pa.field("added_at", pa.float64()),
+    ]
+)
+
+
+def _references_table(store: Store, create: bool = False):
+    return store.table(REFERENCES, lambda: REFERENCES_SCHEMA, create)
+
+
+def reference_rows(store: Store, where: str | None = None,
+                   columns: list[str] | None = None) -> pa.Table:
+    """Reference works (optionally filtered), all columns unless ``columns``."""
+    t = _references_table(store)
+    names = columns or REFERENCES_SCHEMA.names
+    if t is None:
+        return REFERENCES_SCHEMA.empty_table().select(names)
+    return scan(t, names, where)
+
+
+def upsert_references(store: Store, rows: list[dict]) -> None:
+    """Insert or replace reference works by key, in one commit."""
+    if rows:
+        upsert(_references_table(store, create=True), "key", rows, REFERENCES_SCHEMA)
+
+
+def delete_references(store: Store, where: str) -> None:
+    """Drop the reference works matching ``where``."""
+    t = _references_table(store)
+    if t is not None:
+        t.delete(where)
 
 DEFAULT_K = 10
 DEFAULT_TEMPERATURE = 0.05
@@ -120,7 +164,7 @@ def _key(collection: str, path: str, column: str) -> str:
 
 def picture_columns(store: Store) -> list[str]:
     """The index's model columns that embed pictures (and texts), in model order."""
-    return [c for c, s in store.encoders.items() if {Modality.IMAGE, Modality.TEXT} <= set(s.modalities)]
+    return [c for c, s in store.meta.encoders.items() if {Modality.IMAGE, Modality.TEXT} <= set(s.modalities)]
 
 
 def _picture_files(folders: Sequence[str]) -> tuple[list, list[tuple[str, str]]]:
@@ -184,14 +228,13 @@ def add_collection(store: Store, name: str, folders: Sequence[str],
     if not files:
         raise LoupeError(f"no pictures under {', '.join(folders)}")
     where = f"collection = {sql_str(name)}"
-    have = {(r["path"], r["column"]): r for r in store.reference_rows(
-        where, ["path", "column", "size", "mtime_ns"]).to_pylist()}
+    have = {(r["path"], r["column"]): r for r in reference_rows(
+        store, where, ["path", "column", "size", "mtime_ns"]).to_pylist()}
     found = {e.path for e in files}
     gone = {p for p, _ in have if p not in found and any(
         p == f or p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)}
-    for chunk in [sorted(gone)[i:i + 500] for i in range(0, len(gone), 500)]:
-        store.delete_references(where + " AND path IN (" +
-                                ",".join(sql_str(p) for p in chunk) + ")")
+    for paths in where_in("path", gone):
+        delete_references(store, f"{where} AND {paths}")
     report.removed = len(gone)
     total = len(files) * len(columns)
     done = 0
@@ -213,7 +256,7 @@ def add_collection(store: Store, name: str, folders: Sequence[str],
                                  "fingerprint": fingerprint_file(e.path, e.size),
                                  "column": column, "vector": vecs[e.path].tolist(),
                                  "added_at": time.time()})
-            store.upsert_references(rows)
+            upsert_references(store, rows)
             report.added += len(rows)
         done += len(files)
         if on_progress:
@@ -228,13 +271,13 @@ def remove_collection(store: Store, name: str) -> int:
     count = collections(store).get(name, 0)
     if not count:
         raise LoupeError(f"no collection named {name!r} (see `loupe collection list`)")
-    store.delete_references(f"collection = {sql_str(name)}")
+    delete_references(store, f"collection = {sql_str(name)}")
     return count
 
 
 def collections(store: Store) -> dict[str, int]:
     """{collection: number of works}, by name."""
-    rows = store.reference_rows(columns=["collection", "path"]).to_pylist()
+    rows = reference_rows(store, columns=["collection", "path"]).to_pylist()
     works: dict[str, set[str]] = {}
     for r in rows:
         works.setdefault(r["collection"], set()).add(r["path"])
@@ -244,7 +287,7 @@ def collections(store: Store) -> dict[str, int]:
 def reference_set(store: Store, column: str, encoder: Encoder | None = None) -> ReferenceSet:
     """The reference works' vectors in ``column``. Works registered before this model
     joined the index are embedded now (with ``encoder``) and stored."""
-    rows = store.reference_rows(columns=["key", "collection", "path", "size", "mtime_ns",
+    rows = reference_rows(store, columns=["key", "collection", "path", "size", "mtime_ns",
                                          "fingerprint", "column", "vector"]).to_pylist()
     mine = [r for r in rows if r["column"] == column]
     have = {(r["collection"], r["path"]) for r in mine}
@@ -258,7 +301,7 @@ def reference_set(store: Store, column: str, encoder: Encoder | None = None) -> 
         new = [{**r, "key": _key(c, p, column), "column": column,
                 "vector": vecs[p].tolist(), "added_at": time.time()}
                for (c, p), r in missing.items() if p in vecs]
-        store.upsert_references(new)
+        upsert_references(store, new)
         mine += new
     if not mine:
         return ReferenceSet(np.array([], object), np.array([], object),

@@ -20,7 +20,7 @@ import numpy as np
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import PICTURE_KINDS, ItemKind, Modality
 from loupe.search.ann.index import load_index
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 
 # Float32 dot products of identical unit vectors can come out at 0.99999994.
 SIM_TOLERANCE = 1e-6
@@ -178,10 +178,10 @@ def find_duplicates(store: Store, column: str | None = None, threshold: float = 
 
 def _column(store: Store, column: str | None, kind: str | None) -> str:
     if column is None:
-        return store.encoder_for_query(None, {Modality.AUDIO if kind == ItemKind.AUDIO else Modality.IMAGE})[0]
-    if column not in store.encoders:
+        return store.meta.query_column(None, {Modality.AUDIO if kind == ItemKind.AUDIO else Modality.IMAGE})[0]
+    if column not in store.meta.encoders:
         raise LoupeError(f"the index has no vector column {column!r} "
-                         f"(it has: {', '.join(store.encoders) or 'none'})")
+                         f"(it has: {', '.join(store.meta.encoders) or 'none'})")
     return column
 
 

@@ -37,7 +37,59 @@ from loupe.search.explain.labels import (
     top_labels,
     top_shares,
 )
-from loupe.search.store.store import Store, sql_str
+from loupe.search.store import Store, scan, upsert, where_in
+
+# The tags table: an item's top labels (one row per item), kept by ``update_tags``.
+TAGS = "tags"
+TAGS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # the item
+        pa.field("key", pa.string()),  # model column : vocabulary hash : top : min share
+        pa.field("labels", pa.list_(pa.string())),
+        pa.field("shares", pa.list_(pa.float32())),  # percent, same order as labels
+        pa.field("tagged_at", pa.float64()),
+    ]
+)
+
+
+def _tags_table(store: Store, create: bool = False):
+    return store.table(TAGS, lambda: TAGS_SCHEMA, create)
+
+
+def tag_keys(store: Store) -> dict[str, str]:
+    """{item id: key of the settings its tags were computed with}."""
+    t = _tags_table(store)
+    if t is None:
+        return {}
+    a = scan(t, ["id", "key"])
+    return dict(zip(a["id"].to_pylist(), a["key"].to_pylist(), strict=True))
+
+
+def tag_rows(store: Store, where: str | None = None) -> pa.Table:
+    """Stored tags (id, labels, shares), optionally filtered."""
+    t = _tags_table(store)
+    if t is None:
+        return TAGS_SCHEMA.empty_table().select(["id", "labels", "shares"])
+    return scan(t, ["id", "labels", "shares"], where)
+
+
+def upsert_tags(store: Store, rows: list[dict]) -> None:
+    """Insert or replace items' tags by id, in one commit."""
+    if rows:
+        upsert(_tags_table(store, create=True), "id", rows, TAGS_SCHEMA)
+
+
+def delete_tags(store: Store, ids) -> None:
+    """Drop the tags of these items."""
+    t = _tags_table(store)
+    if t is not None:
+        for where in where_in("id", ids):
+            t.delete(where)
+
+
+def drop_tags(store: Store) -> None:
+    """Drop every stored tag (tagging turned off)."""
+    store.drop_table(TAGS)
 
 TAG_KINDS = (ItemKind.PHOTO, ItemKind.FRAME)
 DEFAULT_TOP = 5
@@ -116,14 +168,14 @@ def enable_tagging(store: Store, vocabulary: str = DEFAULT_TAGS, column: str | N
     :func:`update_tags`, at the end of every indexing run."""
     vocab = load_vocabulary(vocabulary)  # fails now, not after indexing
     if column is None:
-        column = store.encoder_for_query(None, {Modality.IMAGE, Modality.TEXT})[0]
-    elif column not in store.encoders:
+        column = store.meta.query_column(None, {Modality.IMAGE, Modality.TEXT})[0]
+    elif column not in store.meta.encoders:
         raise LoupeError(f"the index has no model column {column}")
     if top < 1 or not 0 <= min_share < 100:
         raise LoupeError("tags: top must be at least 1 and min share in [0, 100)")
     cfg = {"vocabulary": vocab.name, "column": column, "top": int(top),
            "min_share": float(min_share)}
-    store.update_meta(tagging=cfg)
+    store.meta.update(tagging=cfg)
     return cfg
 
 
@@ -139,7 +191,7 @@ def update_tags(store: Store, encoder_of: Callable[[str], Encoder],
     if not cfg:
         return 0
     column = cfg["column"]
-    if column not in store.encoders:
+    if column not in store.meta.encoders:
         raise LoupeError(f"tagging uses model column {column}, which the index no longer has")
     vocab = load_vocabulary(cfg["vocabulary"])
     stamp = [store.version(), vocab.key, column, cfg["top"], cfg["min_share"]]
@@ -148,7 +200,7 @@ def update_tags(store: Store, encoder_of: Callable[[str], Encoder],
     version, table = store.read_vectors(column)
     table = table.filter(pc.is_in(table["kind"], pa.array(TAG_KINDS)))
     key = f"{column}:{vocab.key}:{cfg['top']}:{cfg['min_share']}"
-    done = store.tag_keys()
+    done = tag_keys(store)
     ids = table["id"].to_pylist()
     todo = [i for i, item in enumerate(ids) if done.get(item) != key]
     gone = set(done) - set(ids)
@@ -168,12 +220,12 @@ def update_tags(store: Store, encoder_of: Callable[[str], Encoder],
                 rows.append({"id": ids[i], "key": key,
                              "labels": [vocab.labels[j] for j in pos[:keep]],
                              "shares": val[:keep].tolist(), "tagged_at": now})
-            store.upsert_tags(rows)
+            upsert_tags(store, rows)
             if on_progress:
                 on_progress(min(start + BATCH, len(todo)), len(todo))
     if gone:
-        store.delete_tags(gone)
-    store.update_meta(tagged=[version, *stamp[1:]])
+        delete_tags(store, gone)
+    store.meta.update(tagged=[version, *stamp[1:]])
     return len(todo)
 
 
@@ -183,7 +235,7 @@ def ids_with_tags(store: Store, wanted: Sequence[str]) -> set[str]:
     if not tagging_config(store):
         raise LoupeError("this index has no tags: index with --tags (e.g. `loupe index "
                          "DIR --tags`) to tag every photo and frame")
-    table = store.tag_rows()
+    table = tag_rows(store)
     if table.num_rows == 0:
         return set()
     flat = pc.list_flatten(table["labels"]).to_pylist()
@@ -201,9 +253,9 @@ def tags_of(store: Store, item_ids: Sequence[str]) -> dict[str, list[Tag]]:
     """{id: stored tags} of these items (those that have some)."""
     if not item_ids or not tagging_config(store):
         return {}
-    where = "id IN (" + ",".join(sql_str(i) for i in item_ids) + ")"
     out = {}
-    for row in store.tag_rows(where).to_pylist():
+    rows = [r for where in where_in("id", item_ids) for r in tag_rows(store, where).to_pylist()]
+    for row in rows:
         out[row["id"]] = [Tag(label, share)
                           for label, share in zip(row["labels"], row["shares"], strict=True)]
     return out

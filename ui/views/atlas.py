@@ -20,7 +20,7 @@ from loupe.indexer.kinds import ItemKind
 from loupe.search import thumbs
 from loupe.search.explain import atlas as atlas_lib
 from loupe.search.explain.atlas import Atlas
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 from loupe.ui import core
 from loupe.ui.core import AppArgs
 from loupe.ui.resources import friendly, open_index
@@ -107,7 +107,7 @@ def figure(atlas: Atlas, hits: np.ndarray, background: str | None = None) -> go.
 def controls(svc: SearchService) -> tuple[str, str, tuple[str, ...], bool]:
     """The sidebar: model, kinds, method, pictures. Returns (column, method, kinds,
     pictures)."""
-    encoders = svc.store.encoders
+    encoders = svc.store.meta.encoders
     with st.sidebar:
         column = next(iter(encoders))
         if len(encoders) > 1:

@@ -10,7 +10,7 @@ import streamlit as st
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind
 from loupe.search.status import index_status
-from loupe.search.store.store import Store
+from loupe.search.store import Store
 from loupe.ui import core
 from loupe.ui.core import AppArgs
 from loupe.ui.resources import friendly, index_job

@@ -86,7 +86,7 @@ def query_panel(svc: SearchService) -> tuple[tuple, dict]:
                                 help="Only pictures with all of these zero-shot tags "
                                      "(the index is tagged by `loupe index --tags`).")
         k = st.slider("Results", 4, 100, 20, key="k")
-        encoders = svc.store.encoders
+        encoders = svc.store.meta.encoders
         column = None
         if len(encoders) > 1:
             choice = st.selectbox(
@@ -480,7 +480,7 @@ def results_view(svc: SearchService) -> None:
     load = (f" · models and index loaded in {info['load_seconds']:.1f} s"
             if info["load_seconds"] >= 0.5 else "")
     model = ""
-    encoders = svc.store.encoders
+    encoders = svc.store.meta.encoders
     if len(encoders) > 1 and info["column"] in encoders:
         model = f" · {core.md(core.model_label(encoders[info['column']]))}"
     noun = _noun(info.get("kind"), info.get("group", True), len(hits))

@@ -16,12 +16,45 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
 from PIL import Image
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import PICTURE_KINDS, ItemKind, MediaKind
 from loupe.search.explain.grounding.kosmos2 import Grounder, Grounding, normalise_prompt
-from loupe.search.store.store import Store
+from loupe.search.store import Store, scan, upsert, where_in
+
+# Cached Kosmos-2 answers: one row per (content, prompt, model, generation settings).
+GROUNDINGS = "groundings"
+GROUNDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),  # hash of everything below but result
+        pa.field("content", pa.string()),  # fingerprint of the file [@ video timestamp]
+        pa.field("prompt", pa.string()),
+        pa.field("model", pa.string()),  # model id @ weights id
+        pa.field("result", pa.string()),  # the Grounding as JSON
+        pa.field("created", pa.float64()),
+    ]
+)
+
+
+def cached_groundings(store: Store, keys: Sequence[str]) -> dict[str, str]:
+    """{key: result JSON} of the cached groundings among ``keys``."""
+    t = store.table(GROUNDINGS, lambda: GROUNDINGS_SCHEMA, create=False)
+    out: dict[str, str] = {}
+    if t is None:
+        return out
+    for where in where_in("key", keys):
+        for row in scan(t, ["key", "result"], where).to_pylist():
+            out[row["key"]] = row["result"]
+    return out
+
+
+def cache_groundings(store: Store, rows: list[dict]) -> None:
+    """Insert or replace grounding cache rows by key, in one commit."""
+    if rows:
+        upsert(store.table(GROUNDINGS, lambda: GROUNDINGS_SCHEMA), "key", rows,
+               GROUNDINGS_SCHEMA)
 
 _ITEM_ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -140,7 +173,7 @@ def ground_targets(grounder: Grounder, targets: Sequence[Target], prompt: str | 
     """
     prompt = normalise_prompt(prompt)
     keys = [cache_key(t.content, prompt, grounder, max_new_tokens) for t in targets]
-    hits = store.cached_groundings(keys) if (store is not None and use_cache) else {}
+    hits = cached_groundings(store, keys) if (store is not None and use_cache) else {}
     out: list[GroundResult | None] = [None] * len(targets)
     todo = []
     for i, (t, k) in enumerate(zip(targets, keys, strict=True)):
@@ -159,7 +192,7 @@ def ground_targets(grounder: Grounder, targets: Sequence[Target], prompt: str | 
                          "model": f"{grounder.model_id}@{grounder.weights_id}",
                          "result": json.dumps(g.to_dict()), "created": time.time()})
         if store is not None:
-            store.cache_groundings(rows)
+            cache_groundings(store, rows)
     return [r for r in out if r is not None]
 
 

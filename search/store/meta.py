@@ -1,0 +1,168 @@
+"""``meta.json``: an index's format, the encoders whose vectors it holds, which of their
+columns may still lack vectors, where its tables live, and what its last run did.
+
+Written atomically (a temp file renamed over the old one), so a reader always sees a
+whole file, the old or the new.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+
+from loupe.indexer.encoders.spec import EncoderSpec
+from loupe.indexer.errors import LoupeError
+from loupe.search.store.schema import FORMAT_VERSION
+
+META_NAME = "meta.json"
+
+
+class IndexMeta:
+    """Typed access to one index folder's ``meta.json`` (read once, written whole)."""
+
+    def __init__(self, db_dir: str):
+        self.path = os.path.join(db_dir, META_NAME)
+        self._data = self._read()
+        self._encoders: dict[str, EncoderSpec] | None = None
+
+    @staticmethod
+    def exists(db_dir: str) -> bool:
+        """Whether ``db_dir`` holds an index (its meta.json)."""
+        return os.path.exists(os.path.join(db_dir, META_NAME))
+
+    @classmethod
+    def create(cls, db_dir: str, tables_uri: str | None = None) -> IndexMeta:
+        """Write the meta of a new, empty index in ``db_dir`` (made if missing)."""
+        os.makedirs(db_dir, exist_ok=True)
+        data = {"format": FORMAT_VERSION, "encoders": {}, "encoder_order": [],
+                "incomplete_columns": [], "created": time.time()}
+        if tables_uri:
+            data["tables_uri"] = tables_uri
+        _write(os.path.join(db_dir, META_NAME), data)
+        return cls(db_dir)
+
+    def _read(self) -> dict:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise LoupeError(f"cannot read {self.path}: {e}") from e
+
+    def _save(self) -> None:
+        self._encoders = None
+        _write(self.path, self._data)
+
+    def get(self, key: str, default=None):
+        """A top-level field as stored (``last_run``, ``tagging``...)."""
+        return self._data.get(key, default)
+
+    def update(self, **fields) -> None:
+        """Set top-level fields (atomically)."""
+        self._data.update(fields)
+        self._save()
+
+    def as_dict(self) -> dict:
+        """A copy of everything stored."""
+        return json.loads(json.dumps(self._data))
+
+    @property
+    def format(self) -> int | None:
+        """The index format (``FORMAT_VERSION`` once opened)."""
+        return self._data.get("format")
+
+    @property
+    def tables_uri(self) -> str | None:
+        """Where the tables live when not in the index folder (object storage)."""
+        return self._data.get("tables_uri")
+
+    @property
+    def last_run(self) -> dict | None:
+        """What the last indexing run did (its report, roots and end time)."""
+        return self._data.get("last_run")
+
+    @property
+    def encoders(self) -> dict[str, EncoderSpec]:
+        """{vector column: spec} of the encoders whose vectors this index holds, in the
+        order they were added (the first is the default for queries)."""
+        if self._encoders is None:
+            specs = self._data.get("encoders", {})
+            order = [c for c in self._data.get("encoder_order", []) if c in specs]
+            order += sorted(c for c in specs if c not in order)
+            self._encoders = {c: EncoderSpec.from_dict(specs[c]) for c in order}
+        return dict(self._encoders)
+
+    def add_encoder(self, spec: EncoderSpec, incomplete: bool) -> None:
+        """Record ``spec``'s column (``incomplete``: rows already there lack its vectors)."""
+        if incomplete:
+            self._data["incomplete_columns"] = self.incomplete_columns + [spec.column]
+        self._data.setdefault("encoders", {})[spec.column] = spec.to_dict()
+        self._data.setdefault("encoder_order", []).append(spec.column)
+        self._save()
+
+    @property
+    def incomplete_columns(self) -> list[str]:
+        """Vector columns that may lack vectors of rows indexed before their model joined
+        (an index that does not say: all of them)."""
+        return list(self._data.get("incomplete_columns", self.encoders))
+
+    def mark_complete(self, column: str) -> None:
+        """Record that every row that should have ``column``'s vector has it."""
+        self._data["incomplete_columns"] = [c for c in self.incomplete_columns if c != column]
+        self._save()
+
+    def migrated_to(self, version: int) -> None:
+        """Record an upgrade of the index to format ``version``."""
+        self._data["format"] = version
+        self._data.setdefault("encoder_order", list(self._data.get("encoders", {})))
+        self._save()
+
+    def query_column(self, spec: EncoderSpec | None = None,
+                     modalities: Iterable[str] = ()) -> tuple[str, EncoderSpec]:
+        """The (column, spec) to answer a query with.
+
+        ``spec``: the encoder the caller asked for (refused if the index lacks it).
+        Otherwise the first of the index's encoders that embeds every one of
+        ``modalities`` (Modality values).
+        """
+        known = self.encoders
+        if not known:
+            raise LoupeError(f"the index at {os.path.dirname(self.path)} has no vectors yet: "
+                             "run `loupe index`")
+        need = set(modalities)
+        if spec is not None:
+            if spec.column in known and known[spec.column].mismatch(spec) is None:
+                col = spec.column
+            else:
+                col, have = next(iter(known.items()))
+                why = have.mismatch(spec) or "different encoder"
+                names = "; ".join(s.describe() for s in known.values())
+                raise LoupeError(
+                    f"refusing the query: the index holds vectors of {names}, and the query "
+                    f"encoder is {spec.describe()} ({why})"
+                )
+        else:
+            able = [c for c, s in known.items() if need <= s.modalities]
+            if not able:
+                names = "; ".join(s.describe() for s in known.values())
+                raise LoupeError(
+                    f"no model of this index embeds {' and '.join(sorted(need))} ({names}): "
+                    "index with an audio model too, e.g. `loupe index DIR --model "
+                    "imagebind_huge`"
+                )
+            col = able[0]
+        missing = need - known[col].modalities
+        if missing:
+            raise LoupeError(f"{known[col].describe()} cannot embed {', '.join(sorted(missing))}")
+        return col, known[col]
+
+
+def _write(path: str, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".meta-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic: readers see the old or the new file

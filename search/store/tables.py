@@ -1,0 +1,53 @@
+"""LanceDB table helpers shared by the store and the feature tables: filters, scans,
+upserts, and opening a table that a killed run left half made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import pyarrow as pa
+
+# Values per ``IN (...)`` filter: long lists are cut into filters of this many.
+IN_CHUNK = 500
+
+
+def sql_str(value: str) -> str:
+    """A SQL string literal for LanceDB filters."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def where_in(column: str, values: Iterable[str], chunk: int = IN_CHUNK) -> Iterator[str]:
+    """``column IN (...)`` filters covering ``values`` (sorted, without repeats), at most
+    ``chunk`` values each; nothing for no values."""
+    values = sorted(set(values))
+    for i in range(0, len(values), chunk):
+        yield f"{column} IN (" + ",".join(sql_str(v) for v in values[i : i + chunk]) + ")"
+
+
+def scan(table, columns: Sequence[str], where: str | None = None) -> pa.Table:
+    """``columns`` of every row of ``table`` (matching ``where``) as one Arrow table."""
+    q = table.search().select(list(columns))
+    if where:
+        q = q.where(where)
+    return q.limit(None).to_arrow()
+
+
+def upsert(table, key: str, rows: list[dict], schema: pa.Schema) -> None:
+    """Insert or replace ``rows`` by ``key`` in one commit."""
+    data = pa.Table.from_pylist(rows, schema=schema)
+    table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+
+def open_table(db, name: str, schema, create: bool):
+    """Table ``name`` of ``db``, created with ``schema()`` when missing and ``create``;
+    None when missing and not ``create``. A table whose creation was killed (a folder
+    without a version) reads as missing and is made anew."""
+    half_made = False
+    if name in set(db.list_tables().tables):
+        try:
+            return db.open_table(name)
+        except ValueError:
+            half_made = True
+    if not create:
+        return None
+    return db.create_table(name, schema=schema(), mode="overwrite" if half_made else "create")
