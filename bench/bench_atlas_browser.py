@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from loupe.search.cli.main import ui_command
+    from loupe.search.cli.ui import ui_command
 
     db = os.path.join(args.work, f"atlas-{args.points}", "db")
     build_store(db, args.points)

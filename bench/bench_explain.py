@@ -4,7 +4,8 @@
    speed is the same) embeds the prompt ensembles of the shipped vocabularies
    (``loupe.search.explain.labels.label_vectors``; ImageNet-1k is 998 labels x 8 prompts): texts/s,
    cold (computed) and warm (read from the cache).
-2. **Tagging**: ``loupe.search.explain.labels.shares`` + ``loupe.search.explain.tags.top_labels`` of ``--rows``
+2. **Tagging**: ``loupe.search.explain.labels.shares`` +
+   ``loupe.search.explain.tags.top_labels`` of ``--rows``
    stored vectors against ImageNet-1k's label vectors (what ``loupe index --tags``
    does after a run, minus the store): vectors/s.
 3. **Duplicates** (``--no-dups`` skips it; needs LanceDB): ``loupe.search.explain.duplicates.

@@ -83,7 +83,7 @@ def make_files(root: str, n: int, per_folder: int, seed: int) -> float:
 def breakdown(root: str, db: str) -> None:
     """Time the phases of an unchanged run in-process (as index_paths does them)."""
     from loupe.indexer.scan import scan
-    from loupe.search.ann.index import build_index
+    from loupe.search.ann import build_index
     from loupe.search.store import Store
 
     def timed(label: str, fn):

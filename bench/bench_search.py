@@ -10,7 +10,7 @@ search does), top ``-k`` (10), p50 / p99 / mean in ms over ``--queries`` queries
 - ``faiss+mask``     the same with a folder filter mask selecting ~10 % of the rows (mask
                      made once; ``VectorIndex.search`` turns it into an ``IDSelectorBatch``
                      on every call, as the library does);
-- ``mask build``     ``VectorIndex.mask(folder=...)`` alone, which ``Searcher`` runs on every
+- ``mask build``     ``RowCatalog.mask(folder=...)`` alone, which ``Searcher`` runs on every
                      filtered query (over fewer queries, ``--mask-queries``);
 - ``arrow mask``     (a proposed alternative) the same mask from ``pyarrow.compute``
                      ``starts_with`` on the path column;
@@ -86,7 +86,7 @@ def make_vector_index(vecs: np.ndarray):
     exact fp16 codes + re-scoring up to 1M), over synthetic rows."""
     import pyarrow as pa
 
-    from loupe.search.ann.index import _build
+    from loupe.search.ann.index import build_vector_index
 
     n, dim = vecs.shape
     table = pa.table({
@@ -96,7 +96,7 @@ def make_vector_index(vecs: np.ndarray):
         "timestamp": pa.nulls(n, pa.float64()),
         "vec_bench": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim),
     })
-    return _build("vec_bench", 1, table)
+    return build_vector_index("vec_bench", 1, table)
 
 
 def numpy_topk(vecs: np.ndarray, q: np.ndarray, k: int,
@@ -124,7 +124,7 @@ def arrow_mask(vidx, folder: str) -> np.ndarray:
 
     folder = os.path.abspath(folder)
     prefix = folder.rstrip(os.sep) + os.sep
-    paths = vidx.rows["path"]
+    paths = vidx.catalog.rows["path"]
     m = pc.or_(pc.starts_with(paths, prefix), pc.equal(paths, folder))
     return m.to_numpy(zero_copy_only=False)
 
@@ -171,7 +171,7 @@ def bench_size(n: int, args) -> list[tuple]:
     queries = unit_vectors(args.queries + args.warmup, args.dim, args.seed + 1)
     k = args.k
     folder = "/bench/photos/f03"
-    mask = vidx.mask(folder=folder)
+    mask = vidx.catalog.mask(folder=folder)
     keep = np.flatnonzero(mask)
     assert np.array_equal(arrow_mask(vidx, folder), mask)
     print(f"  folder filter {folder}: {int(mask.sum()):,} rows ({mask.mean() * 100:.1f} %)")
@@ -182,7 +182,7 @@ def bench_size(n: int, args) -> list[tuple]:
     res["faiss+mask"] = time_calls(lambda q: vidx.search(q, k, mask)[1][0], queries,
                                    args.warmup)
     mq = queries[:args.mask_queries + 1]
-    res["mask build"] = time_calls(lambda q: vidx.mask(folder=folder), mq, 1)
+    res["mask build"] = time_calls(lambda q: vidx.catalog.mask(folder=folder), mq, 1)
     res["arrow mask"] = time_calls(lambda q: arrow_mask(vidx, folder), mq, 1)
     res["numpy"] = time_calls(lambda q: numpy_topk(vecs, q, k), queries, args.warmup)
     res["numpy+mask"] = time_calls(lambda q: numpy_topk(vecs, q, k, keep), queries,
@@ -226,7 +226,7 @@ def e2e(args) -> None:
     import torch
 
     from loupe.indexer.encoders import load_encoder
-    from loupe.search.ann.index import build_index
+    from loupe.search.ann import build_index
     from loupe.search.engine import Searcher
     from loupe.search.store import Store
 
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=200, help="timed queries per method (200)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed queries first (5)")
     ap.add_argument("--mask-queries", type=int, default=20,
-                    help="timed VectorIndex.mask(folder=...) calls (20)")
+                    help="timed RowCatalog.mask(folder=...) calls (20)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
     ap.add_argument("--work", default=DEFAULT_WORK, help=f"scratch folder ({DEFAULT_WORK})")
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end Searcher part")

@@ -6,7 +6,8 @@ carry), so this drives the same library functions the pipeline uses, minus the s
 1. a full-size ViT-B-32 (seeded random weights saved to a file, loaded through Loupe's
    open_clip loader on ``cuda``): ``embed_pixels`` images/s at batch 256 (fp16
    autocast, host uint8 -> GPU included);
-2. a video decoded by the worker code (``loupe.indexer.decode.worker.process_file_with``: PyAV decode
+2. a video decoded by the worker code
+   (``loupe.indexer.decode.worker.process_file_with``: PyAV decode
    of every frame, shot detection, 1 frame/s resized to 224, spilled to disk): decode
    seconds, then all its frames embedded on the GPU from the spill: frames/s;
 3. a full-size imagebind_huge (random weights saved to a file, loaded through

@@ -1,1 +1,29 @@
-"""Loupe's search side: the store of record (LanceDB), the FAISS index, queries, CLI."""
+"""Loupe's search side: the store of record (LanceDB), the FAISS indexes, queries and the
+searcher, the explain features (``loupe.search.explain``) and the CLI
+(``loupe.search.cli``). The public names below are loaded on first use.
+"""
+
+from loupe.indexer.lazy import exports
+
+_EXPORTS = {
+    "Store": "loupe.search.store",
+    "IndexMeta": "loupe.search.store",
+    "FileState": "loupe.search.store",
+    "default_db_dir": "loupe.search.store",
+    "item_id": "loupe.search.store",
+    "Searcher": "loupe.search.engine",
+    "Hit": "loupe.search.engine",
+    "Moment": "loupe.search.engine",
+    "Term": "loupe.search.query",
+    "parse_query": "loupe.search.query",
+    "query_vector": "loupe.search.query",
+    "modalities": "loupe.search.query",
+    "IndexInfo": "loupe.search.ann",
+    "VectorIndex": "loupe.search.ann",
+    "build_index": "loupe.search.ann",
+    "load_index": "loupe.search.ann",
+    "index_status": "loupe.search.status",
+    "thumbs": "loupe.search.thumbs",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from loupe.indexer.encoders import Encoder, encoder_from_spec
-from loupe.search.ann.index import VectorIndex, load_index
+from loupe.search.ann import VectorIndex, load_index
 from loupe.search.explain.duplicates import check_threshold, drop_near_duplicates
 from loupe.search.explain.tags import ids_with_tags
 from loupe.search.query import Term, modalities, parse_query, query_vector
@@ -76,7 +76,8 @@ class Searcher:
         """The encoder of a column (loaded on first use)."""
         column = column or self.column
         if column not in self._encoders:
-            self._encoders[column] = encoder_from_spec(self.store.meta.encoders[column], self._device)
+            spec = self.store.meta.encoders[column]
+            self._encoders[column] = encoder_from_spec(spec, self._device)
         return self._encoders[column]
 
     def index_of(self, column: str | None = None) -> VectorIndex:
@@ -101,12 +102,12 @@ class Searcher:
              mask: np.ndarray | None) -> tuple[list[Hit], dict[str, int]]:
         """Ungrouped hits, and the index position of each hit's id."""
         scores, pos = index.search(vector[None, :], k, mask)
-        hits, where = [], {}
+        hits, where, cat = [], {}, index.catalog
         for s, p in zip(scores[0], pos[0], strict=True):
             if p < 0:
                 continue
-            ts, end = index.timestamps[p], index.ends[p]
-            hits.append(Hit(str(index.ids[p]), str(index.paths[p]), str(index.kinds[p]),
+            ts, end = cat.timestamps[p], cat.ends[p]
+            hits.append(Hit(str(cat.ids[p]), str(cat.paths[p]), str(cat.kinds[p]),
                             float(s), None if np.isnan(ts) else float(ts),
                             None if np.isnan(end) else float(end)))
             where[hits[-1].id] = int(p)
@@ -132,9 +133,9 @@ class Searcher:
         if dedupe is not None:
             check_threshold(dedupe)
         index = self.index_of(column)
-        mask = index.mask(kind=kind, folder=folder, since=since, until=until)
+        mask = index.catalog.mask(kind=kind, folder=folder, since=since, until=until)
         if tags:
-            tagged = np.isin(index.ids, list(ids_with_tags(self.store, tags)))
+            tagged = np.isin(index.catalog.ids, list(ids_with_tags(self.store, tags)))
             mask = tagged if mask is None else (mask & tagged)
         if mask is not None and not mask.any():
             return []

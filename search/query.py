@@ -61,9 +61,11 @@ def parse_query(
         else:
             kind, value = Modality.TEXT, tok
         if kind != Modality.TEXT and not is_file(value):
-            raise LoupeError(f"query {'sound' if kind == Modality.AUDIO else 'image'} not found: {value}")
+            what = "sound" if kind == Modality.AUDIO else "image"
+            raise LoupeError(f"query {what} not found: {value}")
         ext = os.path.splitext(value)[1].lower()
-        if kind == Modality.TEXT and not prefix and ext in IMAGE_EXTS | AUDIO_EXTS and " " not in value:
+        if (kind == Modality.TEXT and not prefix and ext in IMAGE_EXTS | AUDIO_EXTS
+                and " " not in value):
             what = "sound" if ext in AUDIO_EXTS else "image"
             raise LoupeError(
                 f"query {what} not found: {value} (write text:{value} to search for it as words)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loupe.indexer.encoders import licence
 from loupe.indexer.kinds import SkipCode
-from loupe.search.ann.index import saved_info
+from loupe.search.ann import saved_info
 from loupe.search.explain.attribution import collections
 from loupe.search.explain.tags import tag_rows, tagging_config
 from loupe.search.store import Store

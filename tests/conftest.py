@@ -49,7 +49,9 @@ class ToyEncoder(Encoder):
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         self.pixel_calls += 1
         self.images_embedded += len(pixels)
-        rgb = pixels.reshape(len(pixels), -1, 3).astype(np.float64).mean(axis=1) / 255.0
+        n = len(pixels)
+        rgb = pixels.reshape(n, -1, 3).astype(np.float64).mean(axis=1) / 255.0 if n else (
+            np.zeros((0, 3)))
         dark = 1.0 - rgb.max(axis=1, keepdims=True)
         return l2_normalise(np.concatenate([rgb, dark], axis=1))
 
@@ -64,7 +66,7 @@ class ToyEncoder(Encoder):
                     h = hashlib.sha256(w.encode()).digest()
                     v += np.frombuffer(h[:32], dtype=np.uint8)[:4] / 255.0 - 0.5
             out.append(v)
-        return l2_normalise(np.array(out))
+        return l2_normalise(np.array(out).reshape(len(out), 4))
 
 
 register_backend("toy", lambda spec, device: ToyEncoder(spec.preprocess.size[0]))
@@ -86,8 +88,15 @@ class PixelEncoder(ToyEncoder):
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         self.pixel_calls += 1
         self.images_embedded += len(pixels)
-        flat = pixels.reshape(len(pixels), -1).astype(np.float64) / 255.0
+        flat = pixels.reshape(len(pixels), self.side * self.side * 3).astype(np.float64) / 255.0
         return l2_normalise(np.concatenate([flat, np.ones((len(pixels), 1))], axis=1))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """A text embeds as a solid picture of the toy words' colour ("red": a red one)."""
+        colours = ToyEncoder.embed_texts(self, texts)[:, :3].clip(0, 1) * 255
+        solid = np.broadcast_to(colours[:, None, None, :].astype(np.uint8),
+                                (len(texts), self.side, self.side, 3))
+        return self.embed_pixels(np.ascontiguousarray(solid))
 
 
 def seen_pixels(vec, side: int = 8) -> np.ndarray:

@@ -316,7 +316,7 @@ def test_atlas_cli_writes_the_map_and_reuses_the_cache(tmp_path, capsys):
     import csv
     import json
 
-    from loupe.search.cli.main import main as loupe
+    from loupe.search.cli import main as loupe
 
     root = tmp_path / "photos"
     _photos(root, {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)})

@@ -12,7 +12,7 @@ from conftest import ToyEncoder, solid
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths
-from loupe.search.cli.main import main as loupe
+from loupe.search.cli import main as loupe
 from loupe.search.explain.attribution import (
     ReferenceSet,
     add_collection,

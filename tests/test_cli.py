@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import solid
 
-from loupe.search.cli.main import main
+from loupe.search.cli import main
 from loupe.search.store import Store, item_id
 
 N_CORPUS = 8  # corpus photos copied into the test folder

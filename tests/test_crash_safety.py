@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loupe.search.cli.main import main as loupe_main
+from loupe.search.cli import main as loupe_main
 from loupe.search.status import index_status
 from loupe.search.store import Store, item_id
 

@@ -14,7 +14,7 @@ from conftest import CORPUS, PixelEncoder
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths
-from loupe.search.cli.main import main as loupe
+from loupe.search.cli import main as loupe
 from loupe.search.engine import Searcher
 from loupe.search.explain.duplicates import drop_near_duplicates, find_duplicates
 from loupe.search.store import Store
@@ -63,10 +63,10 @@ def photos(tmp_path_factory) -> tuple[Store, Path]:
 
 
 def _vectors(store: Store) -> tuple[list[str], np.ndarray]:
-    from loupe.search.ann.index import load_index
+    from loupe.search.ann import load_index
 
     index = load_index(store, next(iter(store.meta.encoders)))
-    return [str(p) for p in index.paths], index.vectors(np.arange(len(index)))
+    return [str(p) for p in index.catalog.paths], index.vectors(np.arange(len(index)))
 
 
 def test_threshold_lies_between_copies_and_different_photos(photos):

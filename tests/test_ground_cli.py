@@ -14,7 +14,7 @@ from PIL import Image
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths
-from loupe.search.cli.main import main as loupe_main
+from loupe.search.cli import main as loupe_main
 from loupe.search.explain.grounding.cache import ground_targets, resolve_target
 from loupe.search.explain.grounding.draw import PALETTE, contact_sheet, draw_grounding
 from loupe.search.explain.grounding.kosmos2 import Entity, Grounding, load_grounder

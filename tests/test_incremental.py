@@ -16,7 +16,7 @@ from conftest import ToyEncoder, solid
 
 import loupe.indexer.decode.worker as worker_mod
 from loupe.indexer.pipeline import IndexOptions, IndexReport, index_paths
-from loupe.search.cli.main import main as loupe_main
+from loupe.search.cli import main as loupe_main
 from loupe.search.engine import Searcher
 from loupe.search.status import index_status
 from loupe.search.store import Store, item_id

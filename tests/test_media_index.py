@@ -20,7 +20,7 @@ from PIL import Image
 
 from loupe.indexer.media.image import to_model_input
 from loupe.indexer.pipeline import IndexOptions, index_paths
-from loupe.search.cli.main import main as loupe_main
+from loupe.search.cli import main as loupe_main
 from loupe.search.engine import Searcher
 from loupe.search.status import index_status
 from loupe.search.store import Store

@@ -15,7 +15,8 @@ def files(*names):
 
 def test_plain_text_and_image():
     assert parse_query(["a foggy forest"], files()) == [Term(1.0, Modality.TEXT, "a foggy forest")]
-    assert parse_query(["./beach.jpg"], files("./beach.jpg")) == [Term(1.0, Modality.IMAGE, "./beach.jpg")]
+    assert parse_query(["./beach.jpg"], files("./beach.jpg")) == [
+        Term(1.0, Modality.IMAGE, "./beach.jpg")]
 
 
 def test_sum_and_difference():
@@ -29,11 +30,13 @@ def test_weights():
                                                                Term(-0.5, Modality.TEXT, "cat")]
     assert parse_query(["1.5:b.png"], files("b.png")) == [Term(1.5, Modality.IMAGE, "b.png")]
     # juxtaposed terms add up
-    assert parse_query(["dog", "cat"], files()) == [Term(1.0, Modality.TEXT, "dog"), Term(1.0, Modality.TEXT, "cat")]
+    assert parse_query(["dog", "cat"], files()) == [Term(1.0, Modality.TEXT, "dog"),
+                                                    Term(1.0, Modality.TEXT, "cat")]
 
 
 def test_explicit_kinds():
-    assert parse_query(["text:beach.jpg"], files("beach.jpg")) == [Term(1.0, Modality.TEXT, "beach.jpg")]
+    assert parse_query(["text:beach.jpg"], files("beach.jpg")) == [
+        Term(1.0, Modality.TEXT, "beach.jpg")]
     assert parse_query(["image:x.png"], files("x.png")) == [Term(1.0, Modality.IMAGE, "x.png")]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from loupe.search.cli.main import main
+from loupe.search.cli import main
 from loupe.search.store import Store
 
 ray = pytest.importorskip("ray")

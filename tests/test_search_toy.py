@@ -129,8 +129,8 @@ def test_date_filters_by_file_time(tmp_path, toy, capsys):
     import json
     import os
 
-    from loupe.search.cli.main import date_range
-    from loupe.search.cli.main import main as loupe_main
+    from loupe.search.cli import main as loupe_main
+    from loupe.search.cli.common import date_range
 
     root = tmp_path / "dated"
     days = {"old.png": "2020-01-01", "mid.png": "2021-06-15", "new.png": "2023-03-03"}

@@ -11,7 +11,7 @@ from conftest import ToyEncoder, solid
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths
-from loupe.search.cli.main import main as loupe
+from loupe.search.cli import main as loupe
 from loupe.search.explain.labels import (
     BUILTIN,
     label_vectors,

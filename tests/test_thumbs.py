@@ -14,8 +14,8 @@ import loupe.search.thumbs as thumbs
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.media.video import frame_at
 from loupe.indexer.pipeline import IndexOptions, index_paths
-from loupe.search.cli.main import main as loupe_main
-from loupe.search.cli.main import ui_command
+from loupe.search.cli import main as loupe_main
+from loupe.search.cli.ui import ui_command
 from loupe.search.store import Store
 
 

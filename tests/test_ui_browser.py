@@ -38,8 +38,8 @@ def _free_port() -> int:
 def served(tmp_path_factory, corpus, tiny_clip_dir):
     from tiny_models import make_tiny_imagebind_dir, make_tiny_kosmos2_dir
 
-    from loupe.search.cli.main import main as loupe_main
-    from loupe.search.cli.main import ui_command
+    from loupe.search.cli import main as loupe_main
+    from loupe.search.cli.ui import ui_command
 
     work = tmp_path_factory.mktemp("ui")
     root = work / "archive"

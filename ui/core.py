@@ -1,7 +1,7 @@
 """The UI's plain-Python helpers: no Streamlit here, so tests can call them directly.
 
 Everything the UI does to an index goes through the library the CLI uses
-(loupe.search.engine, loupe.search.query, loupe.search.store.store's public methods, loupe.search.thumbs); this module
+(the public names of loupe.search and loupe.search.explain); this module
 only turns widget values into library calls and library answers into display values.
 Nothing here opens a file named by a person: the query box is text only, uploads are
 written to private temporary files, and stored files are reached by item id.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import mimetypes
 import os
 import shlex
 import shutil
@@ -23,19 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loupe.indexer.errors import LoupeError
-from loupe.indexer.kinds import ItemKind, Modality
-from loupe.search import thumbs
-from loupe.search.engine import Hit, Searcher
-from loupe.search.query import Term, modalities, parse_query, query_vector
+from loupe.indexer import ItemKind, LoupeError, Modality
+from loupe.search import Hit, Searcher, Term, modalities, parse_query, query_vector, thumbs
 from loupe.search.store import Store, default_db_dir
 
 # What an upload may be (the uploaders' `type=` lists; checked again here).
 IMAGE_UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff", "bmp"]
 SOUND_UPLOAD_TYPES = ["wav", "mp3", "ogg", "oga", "flac", "m4a", "opus"]
 
-# Kind filter: label -> the Searcher's kind ("frame" is a video moment).
-KINDS = {"All": None, "Photo": ItemKind.PHOTO, "Video": ItemKind.FRAME, "Sound": ItemKind.AUDIO}
 DEDUPE = 0.95  # cosine at which "Hide near-duplicates" hides a hit (as the CLI's default)
 
 
@@ -231,12 +225,16 @@ def more_like(searcher: Searcher, item_id: str, k: int, kind: str | None = None,
 def explain(searcher: Searcher, item_id: str, vocabulary: str = "everyday", top: int = 8,
             style_top: int = 6, k: int = 10, temperature: float = 0.05):
     """A stored picture's zero-shot tags (loupe.search.explain.tags.TagResult, as ``loupe tag``) and
-    style attribution (loupe.search.explain.attribution.Attribution, as ``loupe attribute``), from its
+    style attribution (an Attribution, as ``loupe attribute``), from its
     stored vector in the first model that embeds pictures and text."""
-    from loupe.search.explain.attribution import attribute
-    from loupe.search.explain.grounding.cache import resolve_target
-    from loupe.search.explain.labels import load_vocabulary
-    from loupe.search.explain.tags import TagResult, tag_vectors, target_vectors
+    from loupe.search.explain import (
+        TagResult,
+        attribute,
+        load_vocabulary,
+        resolve_target,
+        tag_vectors,
+        target_vectors,
+    )
 
     vocab = load_vocabulary(vocabulary)
     store = searcher.store
@@ -269,8 +267,7 @@ def neighbour_frames(searcher: Searcher, item_id: str, seconds: float,
     """(id, timestamp) of the frames of the same video within ``seconds`` of a frame
     (itself included), in time order, from the searcher's index of the default column.
 
-    There is no library function listing a video's frames; the loaded index holds every
-    row's id, path, kind and timestamp, so this reads those (no file is opened).
+    The loaded index's row catalog lists them (RowCatalog.frames_near: no file is opened).
     """
     row = thumbs.item_row(searcher.store, item_id)
     if row["kind"] != ItemKind.FRAME or row["timestamp"] is None:
@@ -278,15 +275,7 @@ def neighbour_frames(searcher: Searcher, item_id: str, seconds: float,
     t = float(row["timestamp"])
     out: list[tuple[str, float]] = []
     for col in searcher.store.meta.encoders:
-        index = searcher.index_of(col)
-        sel = (index.paths == row["path"]) & (index.kinds == ItemKind.FRAME)
-        if index.alive is not None:  # rows gone since the index was built
-            sel &= index.alive
-        ts = index.timestamps
-        sel &= np.abs(np.nan_to_num(ts, nan=np.inf) - t) <= seconds + 1e-6
-        out = sorted({(str(i), float(x)) for i, x in zip(index.ids[sel], ts[sel],
-                                                          strict=True)},
-                     key=lambda p: p[1])
+        out = searcher.index_of(col).catalog.frames_near(item_id, seconds)
         if out:
             break
     if len(out) > limit:  # the ones nearest in time
@@ -312,71 +301,6 @@ def folder_choices(paths: Sequence[str] | np.ndarray, limit: int = 5000) -> list
                 break
             d = os.path.dirname(d)
     return sorted(out)[:limit]
-
-
-# -- display ---------------------------------------------------------------------------
-def md(text: object) -> str:
-    """Plain text made safe to show inside Markdown (its special characters escaped)."""
-    out = str(text)
-    for ch in "\\`*_[]<>#|~$":
-        out = out.replace(ch, "\\" + ch)
-    return out
-
-
-def clock(seconds: float | None) -> str:
-    """m:ss (h:mm:ss past an hour) for moments in a video or sound."""
-    if seconds is None:
-        return ""
-    s = max(0, int(seconds))
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def human_size(n: int | None) -> str:
-    """1.2 MB."""
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} bytes"
-
-
-def when(mtime_ns: int | None) -> str:
-    """A file's date and time (local)."""
-    if mtime_ns is None:
-        return "?"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))
-
-
-def shown_path(path: str) -> str:
-    """A path with the home folder as ~."""
-    home = os.path.expanduser("~")
-    if home and home != "/" and (path == home or path.startswith(home + os.sep)):
-        return "~" + path[len(home):]
-    return path
-
-
-_MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
-         ".webm": "video/webm", ".mkv": "video/x-matroska", ".wav": "audio/wav",
-         ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg",
-         ".opus": "audio/ogg", ".flac": "audio/flac", ".m4a": "audio/mp4",
-         ".aac": "audio/aac"}
-
-
-def media_type(path: str, default: str) -> str:
-    """The MIME type a browser player needs for a stored file."""
-    ext = os.path.splitext(path)[1].lower()
-    return _MIME.get(ext) or mimetypes.guess_type(path)[0] or default
-
-
-def model_label(spec) -> str:
-    """A short name for a model of the index (a folder's name rather than its path)."""
-    model = spec.model.removeprefix("local-dir:").removeprefix("hf-hub:").rstrip("/")
-    return f"{spec.backend} {os.path.basename(model) or model}"
 
 
 def hit_record(hit: Hit) -> dict:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from loupe.indexer.errors import LoupeError
+from loupe.indexer import LoupeError
 from loupe.ui.services import GroundingService, IndexJob, SearchService, log_unexpected
 
 

@@ -17,16 +17,17 @@ from dataclasses import dataclass, replace
 from PIL import Image
 
 from loupe.indexer import IndexOptions, LazyEncoder, LoupeError, index_paths
-from loupe.search import thumbs
-from loupe.search.engine import Searcher
-from loupe.search.explain.grounding.cache import (
+from loupe.search import Searcher, thumbs
+from loupe.search.explain import (
+    Grounder,
     cache_key,
     cached_groundings,
+    draw_grounding,
     ground_targets,
+    load_grounder,
+    normalise_prompt,
     resolve_target,
 )
-from loupe.search.explain.grounding.draw import draw_grounding
-from loupe.search.explain.grounding.kosmos2 import Grounder, load_grounder, normalise_prompt
 from loupe.search.store import IndexMeta, Store
 
 MAX_NEW_TOKENS = 64  # as `loupe ground`: the UI and the CLI share cached answers
@@ -97,7 +98,7 @@ class SearchService:
     def tag_labels(self) -> list[str]:
         """The labels the index's stored tags use (for the tag filter), per store
         version; empty when the index is not tagged."""
-        from loupe.search.explain.tags import tag_rows, tagging_config
+        from loupe.search.explain import tag_rows, tagging_config
 
         with self.lock:
             version = self.store.version()

@@ -82,7 +82,8 @@ class EncoderSpec:
     @property
     def modalities(self) -> frozenset[str]:
         """What this encoder embeds: "image" and "text" always, "audio" when it can."""
-        return frozenset({Modality.IMAGE, Modality.TEXT} | ({Modality.AUDIO} if self.audio else set()))
+        sound = {Modality.AUDIO} if self.audio else set()
+        return frozenset({Modality.IMAGE, Modality.TEXT} | sound)
 
     @property
     def column(self) -> str:

@@ -28,6 +28,9 @@ class IndexOptions:
     # decode and embed on a Ray cluster: None = on this machine; "" = a local Ray;
     # "auto" or "ray://host:port" = that cluster (loupe.indexer.pipeline.ray)
     ray: str | None = None
+    # the precision models run in where this run rebuilds them from their specs (Ray
+    # actors); None: LOUPE_PRECISION or auto (loupe.indexer.encoders.torch_encoder)
+    precision: str | None = None
     progress: bool = True  # show a progress bar on stderr
     # called with (files done, files to do) after each file (the web UI's progress bar)
     on_progress: Callable[[int, int], None] | None = None

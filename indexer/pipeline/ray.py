@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from loupe.indexer.decode.results import DecodeSettings, FileResult
 from loupe.indexer.decode.worker import process_file_with
+from loupe.indexer.encoders import EncoderSpec, encoder_from_spec
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline.options import IndexOptions, IndexReport
 from loupe.indexer.pipeline.plan import Column, RunPlan
@@ -60,7 +61,9 @@ def _ray():
 
 def connect(address: str | None, workers: int, progress: bool) -> None:
     """Join the Ray cluster at ``address`` ("auto": the one this machine belongs to),
-    or start a local one with ``workers`` CPUs when ``address`` is empty."""
+    or start a local one when ``address`` is empty: ``workers`` CPUs for the decode
+    tasks and half of one more for the embedding actor (with ``workers`` CPUs alone, one
+    worker left no room for the actor and the run waited forever)."""
     ray = _ray()
     if ray.is_initialized():
         return
@@ -69,7 +72,7 @@ def connect(address: str | None, workers: int, progress: bool) -> None:
     if address:
         kwargs["address"] = address
     else:
-        kwargs["num_cpus"] = max(1, workers)
+        kwargs["num_cpus"] = max(1, workers) + 1
     try:
         with warnings.catch_warnings():
             # lancedb warns on any fork; Ray's is fork + exec (a new process, no Lance state)
@@ -130,12 +133,9 @@ class _Embed:
     """Embed actor: the index's models, loaded once per actor."""
 
     def __init__(self, specs: list[dict], image_inputs: list[int], audio: list[bool],
-                 device: str):
-        from loupe.indexer.encoders import encoder_from_spec
-        from loupe.indexer.encoders.spec import EncoderSpec
-
+                 device: str, precision: str | None = None):
         self.columns = [(EncoderSpec.from_dict(s).column, encoder_from_spec(
-            EncoderSpec.from_dict(s), device), i, a)
+            EncoderSpec.from_dict(s), device, precision), i, a)
             for s, i, a in zip(specs, image_inputs, audio, strict=True)]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -176,7 +176,8 @@ def _only(role: str):
 
 def embed_on_ray(todo: Sequence[FileEntry], settings: DecodeSettings, known: frozenset[str],
                  columns: list, items_uri: str, items_schema: pa.Schema, run_time: float,
-                 batch_size: int, device: str = "auto") -> Iterator[list[FileResult]]:
+                 batch_size: int, device: str = "auto",
+                 precision: str | None = None) -> Iterator[list[FileResult]]:
     """Decode, embed and append the rows of ``todo`` on the Ray cluster joined by
     :func:`connect`, a wave at a time; after each wave's rows are committed, yields the
     wave's file results (without inputs) for the driver to record."""
@@ -203,7 +204,8 @@ def embed_on_ray(todo: Sequence[FileEntry], settings: DecodeSettings, known: fro
             fn_constructor_kwargs={"specs": specs,
                                    "image_inputs": [c.image_input for c in columns],
                                    "audio": [c.audio for c in columns],
-                                   "device": "cuda" if gpus else device},
+                                   "device": "cuda" if gpus else device,
+                                   "precision": precision},
             compute=pool, **embed_args)
         done = ds.materialize()  # vectors and records only: the inputs are gone
         items = done.map_batches(_only("item"), batch_format="pyarrow").map_batches(
@@ -243,7 +245,8 @@ def index_on_ray(plan: RunPlan, settings: DecodeSettings, options: IndexOptions,
     # spill_dir is per task on the cluster: each decode task makes its own
     remote_settings = replace(settings, spill_dir=None)
     for results in embed_on_ray(remote, remote_settings, plan.known_fingerprints, columns,
-                                items_uri(store), schema, run_time, options.batch_size):
+                                items_uri(store), schema, run_time, options.batch_size,
+                                precision=options.precision):
         for r in results:
             if r.code is not None:
                 writer.add_skip(r)

@@ -1,14 +1,10 @@
 """FAISS indexes over a vector column, derived from the store (rebuildable at any time)."""
 
-from loupe.search.ann.index import (
-    IndexInfo,
-    VectorIndex,
-    build_index,
-    load_index,
-    refresh,
-    saved_info,
-)
+from loupe.search.ann.catalog import RowCatalog
+from loupe.search.ann.index import IndexInfo, VectorIndex
+from loupe.search.ann.persist import build_index, load_index, saved_info
 from loupe.search.ann.plan import IndexPlan, plan_index
+from loupe.search.ann.refresh import refresh
 
-__all__ = ["IndexInfo", "IndexPlan", "VectorIndex", "build_index", "load_index", "plan_index",
-           "refresh", "saved_info"]
+__all__ = ["IndexInfo", "IndexPlan", "RowCatalog", "VectorIndex", "build_index", "load_index",
+           "plan_index", "refresh", "saved_info"]

@@ -19,7 +19,7 @@
   (recall@10 stays near 0.6 on dense data however many lists are probed), so a PQ
   index is searched ``RERANK_DEPTH`` deep and the candidates are re-scored exactly with
   their whole vectors, read from float32 files kept beside the index in position order
-  (search/position_vectors.py: on disk, not in the memory budget), or from the store
+  (search/ann/position_vectors.py: on disk, not in the memory budget), or from the store
   when those are missing.
 
 IVF indexes are trained on a seeded sample (40 vectors per list, at least 10,000) and
@@ -43,7 +43,7 @@ from loupe.indexer.errors import LoupeError
 FLAT_LIMIT = 1_000_000
 # Exact search scans fp16 codes (half the memory and memory traffic of float32) and
 # re-scores the candidates with whole vectors, deep enough to be provably exact
-# (search/ann.py, VectorIndex._search_codes).
+# (search/ann/strategies.py, CodesExact).
 EXACT_KIND = "SQfp16"
 RECALL_TARGET = 0.95
 TUNE_QUERIES = 200

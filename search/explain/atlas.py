@@ -32,6 +32,7 @@ import pyarrow.ipc as ipc
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind
+from loupe.indexer.timecode import clock
 from loupe.search.store import Store
 
 ATLAS_FORMAT = 1
@@ -80,19 +81,12 @@ class Atlas:
 
 
 # -- computing -------------------------------------------------------------------------
-def _clock(seconds: float) -> str:
-    s = max(0, int(seconds))
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
 def point_labels(paths: Sequence[str], timestamps: np.ndarray) -> np.ndarray:
     """Hover labels: the file name, with m:ss for a video moment or a sound window."""
     out = []
     for p, t in zip(paths, timestamps.tolist(), strict=True):
         name = os.path.basename(p)
-        out.append(name if t != t else f"{name} · {_clock(t)}")  # t != t: NaN (a photo)
+        out.append(name if t != t else f"{name} · {clock(t)}")  # t != t: NaN (a photo)
     return np.asarray(out, dtype=object)
 
 

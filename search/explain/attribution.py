@@ -164,7 +164,8 @@ def _key(collection: str, path: str, column: str) -> str:
 
 def picture_columns(store: Store) -> list[str]:
     """The index's model columns that embed pictures (and texts), in model order."""
-    return [c for c, s in store.meta.encoders.items() if {Modality.IMAGE, Modality.TEXT} <= set(s.modalities)]
+    return [c for c, s in store.meta.encoders.items()
+            if {Modality.IMAGE, Modality.TEXT} <= set(s.modalities)]
 
 
 def _picture_files(folders: Sequence[str]) -> tuple[list, list[tuple[str, str]]]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import PICTURE_KINDS, ItemKind, Modality
-from loupe.search.ann.index import load_index
+from loupe.search.ann import load_index
 from loupe.search.store import Store
 
 # Float32 dot products of identical unit vectors can come out at 0.99999994.
@@ -178,7 +178,8 @@ def find_duplicates(store: Store, column: str | None = None, threshold: float = 
 
 def _column(store: Store, column: str | None, kind: str | None) -> str:
     if column is None:
-        return store.meta.query_column(None, {Modality.AUDIO if kind == ItemKind.AUDIO else Modality.IMAGE})[0]
+        need = Modality.AUDIO if kind == ItemKind.AUDIO else Modality.IMAGE
+        return store.meta.query_column(None, {need})[0]
     if column not in store.meta.encoders:
         raise LoupeError(f"the index has no vector column {column!r} "
                          f"(it has: {', '.join(store.meta.encoders) or 'none'})")
@@ -187,12 +188,13 @@ def _column(store: Store, column: str | None, kind: str | None) -> str:
 
 def _select(store: Store, column: str, kind: str | None, folder: str | None) -> _Selection:
     index = load_index(store, column)
-    mask = np.isin(index.kinds, PICTURE_KINDS if kind is None else [kind])
-    where = index.mask(folder=folder)
+    cat = index.catalog
+    mask = np.isin(cat.kinds, PICTURE_KINDS if kind is None else [kind])
+    where = cat.mask(folder=folder)
     if where is not None:
         mask &= where
     pos = np.flatnonzero(mask)
-    paths, timestamps = index.paths[pos], index.timestamps[pos]
+    paths, timestamps = cat.paths[pos], cat.timestamps[pos]
     by_path = {r["path"]: r["fingerprint"] for r in store.file_rows()} if len(pos) else {}
     fingerprints = [by_path.get(p) for p in paths]
     # an unknown fingerprint: the file is only identical to itself
@@ -200,7 +202,7 @@ def _select(store: Store, column: str, kind: str | None, folder: str | None) -> 
                 for fp, p in zip(fingerprints, paths, strict=True)]
     node_keys = [(c, None if np.isnan(t) else float(t))
                  for c, t in zip(contents, timestamps, strict=True)]
-    return _Selection(index.vectors(pos), index.ids[pos], paths, index.kinds[pos], timestamps,
+    return _Selection(index.vectors(pos), cat.ids[pos], paths, cat.kinds[pos], timestamps,
                       fingerprints, _numbered(contents), _numbered(node_keys))
 
 

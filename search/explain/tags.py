@@ -270,3 +270,23 @@ def parse_where(clauses: Sequence[str]) -> list[str]:
             raise LoupeError(f"--where {c!r}: the filter is tag=LABEL (e.g. --where tag=dog)")
         wanted.append(value.strip())
     return wanted
+
+
+def set_tagging(store: Store, vocabulary: str | None, encoders: Sequence[Encoder] = ()) -> None:
+    """Turn index-time tags on (with ``vocabulary``; "" keeps the current or default one)
+    or off (None: the settings and the stored tags are dropped).
+
+    ``encoders``: the run's models; those the index does not record yet (a new index
+    registers its models when the run starts) are registered first, so that tags can
+    name their column.
+    """
+    if vocabulary is None:
+        store.meta.update(tagging=None, tagged=None)
+        drop_tags(store)
+        return
+    for e in encoders:
+        if e.spec.column not in store.meta.encoders:
+            store.register_encoder(e.spec)
+    current = tagging_config(store) or {}
+    enable_tagging(store, vocabulary or current.get("vocabulary", DEFAULT_TAGS),
+                   current.get("column"))

@@ -33,7 +33,9 @@ def scan(table, columns: Sequence[str], where: str | None = None) -> pa.Table:
 
 
 def upsert(table, key: str, rows: list[dict], schema: pa.Schema) -> None:
-    """Insert or replace ``rows`` by ``key`` in one commit."""
+    """Insert or replace ``rows`` by ``key`` in one commit (of rows with the same key,
+    the last one is kept: LanceDB would insert each of them)."""
+    rows = list({r[key]: r for r in rows}.values())
     data = pa.Table.from_pylist(rows, schema=schema)
     table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(data)
 

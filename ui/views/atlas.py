@@ -1,4 +1,5 @@
-"""The Atlas page: a 2-D map of the whole index (loupe.search.explain.atlas), the current search's hits
+"""The Atlas page: a 2-D map of the whole index (loupe.search.explain.atlas), the current
+search's hits
 on it, and what a box, a lasso or a click picks.
 
 The map is a WebGL scatter (plotly ``Scattergl``) fed NumPy arrays: one trace per kind
@@ -16,12 +17,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from loupe.indexer.kinds import ItemKind
+from loupe.indexer import ItemKind
 from loupe.search import thumbs
+from loupe.search.explain import Atlas
 from loupe.search.explain import atlas as atlas_lib
-from loupe.search.explain.atlas import Atlas
 from loupe.search.store import Store
-from loupe.ui import core
+from loupe.ui import format as fmt
 from loupe.ui.core import AppArgs
 from loupe.ui.resources import friendly, open_index
 from loupe.ui.services import SearchService, log_unexpected
@@ -112,7 +113,7 @@ def controls(svc: SearchService) -> tuple[str, str, tuple[str, ...], bool]:
         column = next(iter(encoders))
         if len(encoders) > 1:
             column = st.selectbox("Model", list(encoders), key="atlas_model",
-                                  format_func=lambda c: core.model_label(encoders[c]))
+                                  format_func=lambda c: fmt.model_label(encoders[c]))
         picked = st.pills("Show", list(KIND_CHOICES), selection_mode="multi",
                           default=["Photos", "Video moments"], key="atlas_kinds",
                           help="Sound windows are left out by default: they sit apart "
@@ -148,8 +149,8 @@ def picked_view(svc: SearchService, atlas: Atlas, picked: np.ndarray) -> None:
             with svc.lock:
                 st.image(thumbs.thumbnail(svc.store, str(atlas.ids[p])), width="stretch")
         with right:
-            st.markdown(f"**{core.md(atlas.labels[p])}**")
-            st.code(core.shown_path(str(atlas.paths[p])), language=None, wrap_lines=True)
+            st.markdown(f"**{fmt.md(atlas.labels[p])}**")
+            st.code(fmt.shown_path(str(atlas.paths[p])), language=None, wrap_lines=True)
             item_link(str(atlas.ids[p]), "Open in Search")
         return
     shown = picked[:GRID_LIMIT]
@@ -167,7 +168,7 @@ def picked_view(svc: SearchService, atlas: Atlas, picked: np.ndarray) -> None:
                     log_unexpected(f"thumbnail of {item_id}", e)
                     st.caption(":material/broken_image: no picture")
                 name = str(atlas.labels[p])
-                st.caption(core.md(name if len(name) <= 30 else name[:28] + "…"))
+                st.caption(fmt.md(name if len(name) <= 30 else name[:28] + "…"))
                 item_link(item_id, "Open")
 
 
@@ -178,9 +179,10 @@ def _summary(atlas: Atlas, hits: np.ndarray) -> str:
     text = f"{n:,} items · {how} · store version {atlas.version} · {when}"
     if atlas.sampled:
         text += f" · a random sample of {atlas.total:,}"
-    q = (ss.get("_query") or {}).get("text")
+    query = ss.get("_query")
+    q = query.text if query is not None else None
     if len(hits):
-        text += f" · ★ {len(hits):,} hits of your search" + (f" “{core.md(q)}”" if q else "")
+        text += f" · ★ {len(hits):,} hits of your search" + (f" “{fmt.md(q)}”" if q else "")
     return text
 
 

@@ -7,11 +7,10 @@ import time
 
 import streamlit as st
 
-from loupe.indexer.errors import LoupeError
-from loupe.indexer.kinds import ItemKind
-from loupe.search.status import index_status
+from loupe.indexer import ItemKind, LoupeError
+from loupe.search import index_status
 from loupe.search.store import Store
-from loupe.ui import core
+from loupe.ui import format as fmt
 from loupe.ui.core import AppArgs
 from loupe.ui.resources import friendly, index_job
 from loupe.ui.services import IndexJob, log_unexpected
@@ -75,19 +74,19 @@ def render(args: AppArgs) -> None:
 
     st.subheader(f"Skipped files ({len(status['skipped'])})")
     if status["skipped"]:
-        st.dataframe([{"file": core.shown_path(s["path"]), "reason": s["reason"]}
+        st.dataframe([{"file": fmt.shown_path(s["path"]), "reason": s["reason"]}
                       for s in status["skipped"]], hide_index=True, width="stretch")
     else:
         st.caption("None: every media file could be read.")
     if status["partial"]:
         st.subheader(f"Indexed in part ({len(status['partial'])})")
-        st.dataframe([{"file": core.shown_path(p["path"]), "problem": p["problem"]}
+        st.dataframe([{"file": fmt.shown_path(p["path"]), "problem": p["problem"]}
                       for p in status["partial"]], hide_index=True, width="stretch")
     if status["unsupported"]:
         with st.expander(f"Not indexed by this index's models ({len(status['unsupported'])})"):
             st.caption("Sound files need an audio model (`loupe index DIR --model "
                        "imagebind_huge --add`).")
-            st.dataframe([{"file": core.shown_path(u["path"]), "kind": u["kind"],
+            st.dataframe([{"file": fmt.shown_path(u["path"]), "kind": u["kind"],
                            "reason": u["reason"]} for u in status["unsupported"]],
                          hide_index=True, width="stretch")
     if status["not_media"]:
@@ -115,9 +114,9 @@ def explain_status(status: dict) -> None:
 
 
 def duplicates_section(args: AppArgs) -> None:
-    """Identical files and near duplicates (loupe.search.explain.duplicates, as `loupe duplicates`)."""
+    """Identical files and near duplicates (as `loupe duplicates`)."""
     from loupe.search import thumbs
-    from loupe.search.explain.duplicates import find_duplicates
+    from loupe.search.explain import find_duplicates
 
     st.subheader("Duplicates")
     left, right = st.columns([3, 1], vertical_alignment="bottom")
@@ -149,8 +148,8 @@ def duplicates_section(args: AppArgs) -> None:
                     log_unexpected(f"thumbnail of {m['id']}", e)
                 mark = "= " if m["id"] in exact else ""
                 st.caption(f"{mark}{m['similarity']:.3f} · "
-                           f"{core.shown_path(os.path.basename(m['path']))}",
-                           help=core.shown_path(m["path"]))
+                           f"{fmt.shown_path(os.path.basename(m['path']))}",
+                           help=fmt.shown_path(m["path"]))
         if len(g["items"]) > DUP_PER_GROUP:
             st.caption(f"… and {len(g['items']) - DUP_PER_GROUP} more in this group")
     if len(report["near"]) > DUP_GROUPS:
@@ -198,7 +197,7 @@ def _progress_body(job: IndexJob) -> None:
     s = job.state()
     if s.running:
         frac = s.done / s.total if s.total else 0.0
-        where = core.shown_path(s.folder or "")
+        where = fmt.shown_path(s.folder or "")
         if not s.total:
             text = f"Looking at {where}…"
         elif s.done < s.total:
@@ -216,7 +215,7 @@ def _progress_body(job: IndexJob) -> None:
         st.error(s.error, icon=":material/info:")
     elif s.report:
         r = s.report
-        st.success(f"Indexed {core.shown_path(s.folder or '')} in {r['seconds']:.1f} s: "
+        st.success(f"Indexed {fmt.shown_path(s.folder or '')} in {r['seconds']:.1f} s: "
                    f"{r['photos']:,} photos, {r['videos']:,} videos, {r['audio_files']:,} "
                    f"sound files; {r['unchanged']:,} unchanged, {r['skipped']:,} skipped, "
                    f"{r['removed']:,} removed.", icon=":material/check_circle:")

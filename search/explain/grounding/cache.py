@@ -228,3 +228,44 @@ def ground_video(grounder: Grounder, path: str, every: float = 1.0, prompt: str 
                 yield from flush()
         if batch:
             yield from flush()
+
+
+def ground_video_to_dir(grounder: Grounder, path: str, every: float = 1.0,
+                        prompt: str | None = None, store: Store | None = None,
+                        batch_size: int = 8, max_new_tokens: int = 64, use_cache: bool = True,
+                        out_dir: str | None = None,
+                        sheet: str | None = None) -> Iterator[GroundResult]:
+    """Ground a video's sampled frames (:func:`ground_video`) and write them out.
+
+    ``out_dir`` (made if needed): ``groundings.jsonl``, one answer a line, flushed as
+    each comes, and every frame with its boxes as ``frame_SSSSSS.sss.jpg`` (the moment
+    in seconds). ``sheet``: a contact sheet of the boxed frames, written after the last
+    one. Yields each result in time order, once its files are written.
+    """
+    from loupe.search.explain.grounding.draw import contact_sheet, draw_grounding
+
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    tiles: list[tuple[Image.Image, str]] = []
+    jsonl = open(os.path.join(out_dir, "groundings.jsonl"), "w",  # noqa: SIM115
+                 encoding="utf-8") if out_dir else None
+    try:
+        for res, image in ground_video(grounder, path, every, prompt, store, batch_size,
+                                       max_new_tokens, use_cache):
+            if jsonl:
+                jsonl.write(json.dumps(res.as_dict(), ensure_ascii=False) + "\n")
+                jsonl.flush()
+            if out_dir or sheet:
+                drawn = draw_grounding(image, res.grounding)
+                if out_dir:
+                    drawn.save(os.path.join(out_dir, f"frame_{res.target.timestamp:010.3f}.jpg"),
+                               quality=90)
+                if sheet:
+                    drawn.thumbnail((640, 640))
+                    tiles.append((drawn, f"{res.target.timestamp:.1f} s: {res.grounding.caption}"))
+            yield res
+    finally:
+        if jsonl:
+            jsonl.close()
+    if sheet and tiles:
+        contact_sheet(tiles).save(sheet)

@@ -1,0 +1,135 @@
+"""``loupe index``: embed new and changed files, keep every model of the index up to date."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from loupe.indexer import LoupeError
+from loupe.search.cli.common import EXIT_OK, add_db, add_encoder, db_dir, existing_store
+
+NAME = "index"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``loupe index`` to the subparsers (defaults read from IndexOptions)."""
+    from loupe.indexer import DEFAULT_MODEL, DEFAULT_PRETRAINED, IndexOptions
+
+    d = IndexOptions()
+    p = sub.add_parser(NAME, help="index (or re-index) folders and files",
+                       description="Embed new and changed photos, video frames and sounds "
+                                   "under PATH...; moved or copied files reuse their vectors; "
+                                   "vanished ones are removed. Every model of the index is "
+                                   "kept up to date.")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    add_db(p)
+    p.add_argument("--tables-uri", default=None, metavar="URI",
+                   help="a new index keeps its LanceDB tables (the vectors and their "
+                        "provenance) here instead of in --db: s3://BUCKET/PATH, gs://..., "
+                        "az://... (credentials from the environment, as LanceDB reads "
+                        "them); --db keeps meta.json, the FAISS index and caches")
+    add_encoder(p, for_query=False)
+    p.add_argument("--add", action="store_true",
+                   help="add --model(s) the index does not hold yet (their vectors are "
+                        "computed for every file already indexed)")
+    p.set_defaults(default_model=DEFAULT_MODEL, default_pretrained=DEFAULT_PRETRAINED)
+    p.add_argument("--every", type=float, default=d.frame_interval, metavar="SECONDS",
+                   help=f"video: one frame every SECONDS ({d.frame_interval}; 1/60 = every "
+                        "frame of 60 fps video), plus one at each shot change")
+    p.add_argument("--shot-threshold", type=float, default=d.shot_threshold, metavar="D",
+                   help=f"video: colour-histogram distance counted as a shot change "
+                        f"({d.shot_threshold}; 0 turns shot detection off)")
+    p.add_argument("--video-segment", type=float, default=d.video_segment, metavar="SECONDS",
+                   help=f"video: decode videos longer than 2 x SECONDS in segments of about "
+                        f"SECONDS on all workers at once, joined exactly "
+                        f"({d.video_segment:g}; 0: one worker per video)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"items per model call ({d.batch_size})")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help=f"decode processes (default: one per core = {d.workers}; "
+                        "0 decodes in-process)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help=f"refuse images with more pixels than this (default {d.max_pixels:,})")
+    p.add_argument("--draft", type=float, default=d.draft_factor, metavar="FACTOR",
+                   help=f"JPEG draft decode down to FACTOR x model input ({d.draft_factor}; "
+                        "1.0 is fastest; 0 decodes at full size)")
+    p.add_argument("--commit-rows", type=int, default=d.commit_rows, metavar="N",
+                   help=f"commit to the store every N rows ({d.commit_rows}; also every "
+                        f"{d.commit_seconds:g} s)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="look again at files skipped as bad in earlier runs")
+    p.add_argument("--tags", nargs="?", const="", default=None, metavar="VOCABULARY",
+                   help="tag every photo and frame with zero-shot labels (stored; search "
+                        "with --where tag=LABEL): everyday (the default), imagenet-1k, or a "
+                        "label file. Later runs keep the tags up to date")
+    p.add_argument("--no-tags", action="store_true", help="stop tagging and drop the tags")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="decode and embed on a Ray cluster (Ray Data; rows written as Lance "
+                        "fragments by lance-ray): ADDRESS of the cluster (auto, "
+                        "ray://HOST:10001), or none for a Ray on this machine")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the run's report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Index ``args.paths`` and print the run's report."""
+    from loupe.indexer import IndexOptions, encoders_for_run, index_paths
+    from loupe.search import Store
+    from loupe.search.explain import set_tagging
+
+    if args.batch_size < 1:
+        raise LoupeError("--batch-size must be at least 1")
+    if args.workers < 0:
+        raise LoupeError("--workers must be 0 or more")
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        raise LoupeError(f"no such file or folder: {', '.join(missing)}")
+    db = db_dir(args)
+    # Load the model before creating anything: a failed start leaves no empty index.
+    if not args.every > 0:
+        raise LoupeError("--every must be a positive number of seconds")
+    if args.tags is not None and args.no_tags:
+        raise LoupeError("--tags and --no-tags contradict each other")
+    if args.tags:
+        from loupe.search.explain import load_vocabulary
+
+        load_vocabulary(args.tags)  # a bad label file fails before anything is written
+    existing = existing_store(db)
+    encoders = encoders_for_run(
+        existing.meta.encoders.values() if existing is not None else (),
+        args.model or (), args.pretrained or (), add=args.add, device=args.device,
+        precision=args.precision, default_model=args.default_model,
+        default_pretrained=args.default_pretrained)
+    if existing is not None and args.tables_uri and args.tables_uri != existing.tables_uri:
+        raise LoupeError(f"the index at {db} keeps its tables at {existing.tables_uri}; "
+                         "--tables-uri only applies to a new index")
+    store = existing or Store(db, create=True, tables_uri=args.tables_uri)
+    if args.tags is not None or args.no_tags:
+        set_tagging(store, args.tags, encoders)
+    opts = IndexOptions(batch_size=args.batch_size, workers=args.workers,
+                        max_pixels=args.max_pixels or IndexOptions.max_pixels,
+                        draft_factor=args.draft or None, retry_failed=args.retry_failed,
+                        frame_interval=args.every, video_segment=args.video_segment or None,
+                        shot_threshold=args.shot_threshold or None,
+                        commit_rows=max(1, args.commit_rows), ray=args.ray,
+                        precision=args.precision,
+                        progress=not args.quiet and sys.stderr.isatty())
+    report = index_paths(args.paths, store, encoders, opts)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return EXIT_OK
+    rate = report.embedded / report.seconds if report.seconds else 0.0
+    print(f"indexed into {store.dir} in {report.seconds:.1f}s: {report.files_seen} files "
+          f"seen, {report.unchanged} unchanged, {report.embedded} items embedded "
+          f"({rate:.1f}/s), {report.reused} reused, {report.removed} removed, "
+          f"{report.skipped} skipped, {report.unsupported} not indexed by these models")
+    if report.videos or report.audio_files:
+        print(f"  {report.photos} photos, {report.videos} videos ({report.frames} frames), "
+              f"{report.audio_files} sound files, {report.sound_windows} sound windows")
+    if report.partial:
+        print(f"  {report.partial} files indexed only in part (damaged)")
+    if report.skipped or report.partial:
+        print("see `loupe status` for the skipped files and why")
+    return EXIT_OK

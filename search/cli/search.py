@@ -1,0 +1,110 @@
+"""``loupe search``: text, image files, sounds, or a weighted mix of them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from loupe.indexer import LoupeError
+from loupe.search.cli.common import EXIT_OK, add_db, add_encoder, clock, date_range, db_dir, shown
+
+NAME = "search"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``loupe search`` to the subparsers."""
+    p = sub.add_parser(NAME, help="search by text, image file, or a weighted mix",
+                       description='Examples: loupe search "a foggy forest"; '
+                                   'loupe search ./beach.jpg; '
+                                   'loupe search "dog" + ./beach.jpg - "people"; '
+                                   'loupe search "2:dog" "cat". A token that names an '
+                                   "existing file is an image; force with text:/image:.")
+    p.add_argument("query", nargs="*", metavar="TERM")
+    p.add_argument("--audio", action="append", default=[], metavar="FILE",
+                   help="a sound to search with (needs an audio model such as ImageBind); "
+                        "adds to the TERMs")
+    p.add_argument("-k", type=int, default=10, help="number of results (10)")
+    p.add_argument("--kind", default=None, choices=["photo", "frame", "video", "audio"],
+                   help="only this kind: photo, frame (= video), audio (sound windows)")
+    p.add_argument("--frames", action="store_true",
+                   help="list every matching video frame / sound window instead of one "
+                        "result per file with its best moments")
+    p.add_argument("--folder", default=None, help="only files under this folder")
+    p.add_argument("--since", default=None, metavar="YYYY-MM-DD",
+                   help="only files modified on or after this day")
+    p.add_argument("--until", default=None, metavar="YYYY-MM-DD",
+                   help="only files modified on or before this day")
+    p.add_argument("--where", action="append", default=[], metavar="tag=LABEL",
+                   help="only items tagged LABEL (an index built with --tags); repeat to "
+                        "require several")
+    p.add_argument("--hide-duplicates", nargs="?", type=float, const=0.95, default=None,
+                   metavar="COSINE",
+                   help="hide near duplicates of better hits (cosine >= 0.95, or COSINE)")
+    p.add_argument("--json", action="store_true", help="print results as a JSON list")
+    add_db(p)
+    add_encoder(p, for_query=True)
+
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """A usage error (exit 2, with the usage line) for a search without any term."""
+    if not args.query and not args.audio:
+        return "search needs a query: words, an image file, a sound (--audio), or a mix"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Answer the query and print the hits (or JSON)."""
+    from loupe.indexer import DEFAULT_MODEL, encoder_from_spec, load_encoder
+    from loupe.search import Searcher, Store, modalities, parse_query
+    from loupe.search.explain import check_threshold, parse_where
+
+    if args.k < 1:
+        raise LoupeError("-k must be at least 1")
+    tokens = list(args.query)
+    for f in args.audio:
+        tokens += (["+"] if tokens else []) + [f"audio:{f}"]
+    if not tokens:
+        raise LoupeError("empty query: give words, an image file, a sound (--audio), or a mix")
+    terms = parse_query(tokens)  # before loading a model: bad queries fail fast
+    wanted_tags = parse_where(args.where)
+    if args.hide_duplicates is not None:
+        check_threshold(args.hide_duplicates)
+    store = Store(db_dir(args))
+    needs = modalities(terms)
+    if args.model or args.pretrained:
+        encoder = load_encoder(args.model or DEFAULT_MODEL, args.pretrained, args.device,
+                               args.precision)
+        t_load = time.perf_counter()
+    else:  # the index's first model that embeds every term, at the asked precision
+        spec = store.meta.query_column(None, needs)[1]
+        t_load = time.perf_counter()
+        encoder = encoder_from_spec(spec, args.device, args.precision)
+    searcher = Searcher(store, encoder, device=args.device)
+    column = searcher.column_for(needs)
+    searcher.index_of(column)  # load the index outside the query's timing
+    load_s = time.perf_counter() - t_load
+    t0 = time.perf_counter()
+    kind = "frame" if args.kind == "video" else args.kind
+    since, until = date_range(args.since, args.until)
+    hits = searcher.search(terms, k=args.k, kind=kind, folder=args.folder,
+                           group=not args.frames, since=since, until=until,
+                           dedupe=args.hide_duplicates, tags=wanted_tags)
+    elapsed = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if not hits:
+        print("no results")
+    for i, h in enumerate(hits, 1):
+        where = ""
+        if h.moments:
+            where = "  at " + ", ".join(clock(m.timestamp) for m in h.moments)
+        elif h.timestamp is not None:
+            where = f"  at {clock(h.timestamp)}"
+        print(f"{i:3d}  {h.score:.4f}  {shown(h.path)}{where}")
+    hidden = f", {searcher.last_hidden} near duplicates hidden" if searcher.last_hidden else ""
+    print(f"({len(hits)} results{hidden} in {elapsed * 1000:.0f} ms; model and index loaded in "
+          f"{load_s:.1f} s)", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,120 @@
+"""The search page's results: the grid of hits (or a welcome when nothing was asked)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import streamlit as st
+
+from loupe.indexer import ItemKind, LoupeError
+from loupe.search import Hit, Moment, thumbs
+from loupe.ui import format as fmt
+from loupe.ui.services import SearchService, log_unexpected
+from loupe.ui.views.search_panel import back_to_query
+from loupe.ui.views.search_selected import select
+
+GRID_PLAY_LIMIT = 30_000_000  # sounds played straight from the grid
+
+ss = st.session_state
+
+
+def _hit(d: dict) -> Hit:
+    moments = [Moment(**m) for m in d.get("moments") or []]
+    return Hit(**{**d, "moments": moments})
+
+
+def results_view(svc: SearchService) -> None:
+    info = ss.get("results_info")
+    if ss.get("query_error"):
+        st.error(ss["query_error"], icon=":material/info:")
+    if info is None:
+        if not ss.get("query_error"):
+            welcome(svc)
+        return
+    hits = [_hit(d) for d in ss.get("results") or []]
+    head, back = st.columns([5, 1], vertical_alignment="center")
+    what = f"like **{fmt.md(info['like'])}**" if info.get("like") else "for your query"
+    ms = info["seconds"] * 1000
+    load = (f" · models and index loaded in {info['load_seconds']:.1f} s"
+            if info["load_seconds"] >= 0.5 else "")
+    model = ""
+    encoders = svc.store.meta.encoders
+    if len(encoders) > 1 and info["column"] in encoders:
+        model = f" · {fmt.md(fmt.model_label(encoders[info['column']]))}"
+    noun = fmt.results_noun(info.get("kind"), info.get("group", True), len(hits))
+    hidden = (f" · {info['hidden']} near-duplicates hidden" if info.get("hidden") else "")
+    head.markdown(f"{len(hits)} {noun} {what} in {ms:.0f} ms{load}{model}{hidden}")
+    if info.get("like"):
+        back.button("Back to my search", key="back", on_click=back_to_query)
+    elif info.get("version") != svc.version():
+        back.button("Refresh", key="refresh", icon=":material/refresh:",
+                    help="The index has changed since this search (new files were indexed)",
+                    on_click=back_to_query)
+    if not hits:
+        st.info("Nothing found. Try other words, another folder, or everything instead of "
+                "one kind.", icon=":material/search_off:")
+        return
+    per_row = int(ss.get("per_row") or 5)
+    for start in range(0, len(hits), per_row):
+        cols = st.columns(per_row)
+        for j, (col, h) in enumerate(zip(cols, hits[start:start + per_row], strict=False)):
+            with col:
+                tile(svc, h, start + j)
+
+
+def tile(svc: SearchService, h: Hit, rank: int) -> None:
+    """One result: thumbnail, name, score, moments, player for sounds, Select."""
+    name = os.path.basename(h.path)
+    with st.container(border=True):
+        try:
+            with svc.lock:
+                st.image(thumbs.thumbnail(svc.store, h.id), width="stretch")
+        except LoupeError as e:
+            st.caption(f":material/broken_image: {fmt.md(str(e))}")
+        except Exception as e:
+            log_unexpected(f"thumbnail of {h.id}", e)
+            st.caption(":material/broken_image: no picture")
+        short = name if len(name) <= 28 else name[:26] + "…"
+        st.markdown(f"**{fmt.md(short)}**", help=fmt.md(h.path))
+        label = fmt.KIND_LABEL.get(h.kind, h.kind)
+        st.caption(f"{label} · score {h.score:.3f}")
+        if h.moments:
+            moments = sorted(h.moments, key=lambda m: -m.score)
+            cols = st.columns(len(moments), gap="small")
+            for c, m in zip(cols, moments, strict=True):
+                c.button(fmt.clock(m.timestamp), key=f"m-{rank}-{m.id}", type="tertiary",
+                         help=f"score {m.score:.3f}: show this moment",
+                         on_click=select, args=(m.id,))
+        elif h.timestamp is not None:
+            st.caption(f"at {fmt.clock(h.timestamp)}")
+        if h.kind == ItemKind.AUDIO:
+            try:
+                with svc.lock:
+                    path = thumbs.item_path(svc.store, h.id)
+                if os.path.getsize(path) <= GRID_PLAY_LIMIT:
+                    st.audio(path, format=fmt.media_type(path, "audio/wav"),
+                             start_time=int(h.timestamp or 0),
+                             end_time=math.ceil(h.end) if h.end else None)
+            except (LoupeError, OSError):
+                st.caption("sound not available (re-index to update)")
+        st.button("Select", key=f"sel-{rank}-{h.id}", on_click=select, args=(h.id,),
+                  width="stretch")
+
+
+def welcome(svc: SearchService) -> None:
+    counts = svc.counts()
+    if not counts:
+        st.info("This index is empty: run `loupe index FOLDER` (or use the Index page) and "
+                "come back.", icon=":material/photo_library:")
+        return
+    parts = []
+    for kind, word in ((ItemKind.PHOTO, "photos"), (ItemKind.FRAME, "video moments"),
+                       (ItemKind.AUDIO, "sound windows")):
+        if counts.get(kind):
+            parts.append(f"{counts[kind]:,} {word}")
+    st.markdown("#### Search " + ", ".join(parts))
+    st.markdown(
+        "Type what you are looking for in the sidebar: *a foggy forest*, *red car at "
+        "night*. Mix terms: `dog + 2:beach - people`. Or drop in a picture or a sound "
+        "(or record one) to find what looks or sounds like it.")
