@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loupe.indexer.decode.results import DecodeSettings  # noqa: E402
 from loupe.indexer.decode.worker import process_file_with  # noqa: E402
 from loupe.indexer.encoders.spec import AudioPreprocess  # noqa: E402
-from loupe.indexer.media.audio import audio_features  # noqa: E402
+from loupe.indexer.media.audio_features import audio_features  # noqa: E402
 
 
 def _sync() -> None:

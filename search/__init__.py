@@ -14,6 +14,7 @@ _EXPORTS = {
     "Searcher": "loupe.search.engine",
     "Hit": "loupe.search.engine",
     "Moment": "loupe.search.engine",
+    "SearchResult": "loupe.search.engine",
     "Term": "loupe.search.query",
     "parse_query": "loupe.search.query",
     "query_vector": "loupe.search.query",

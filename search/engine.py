@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -9,11 +10,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from loupe.indexer.encoders import Encoder, encoder_from_spec
+from loupe.indexer.errors import LoupeError
 from loupe.search.ann import VectorIndex, load_index
 from loupe.search.explain.duplicates import check_threshold, drop_near_duplicates
 from loupe.search.explain.tags import ids_with_tags
 from loupe.search.query import Term, modalities, parse_query, query_vector
 from loupe.search.store import Store
+from loupe.search.thumbs import item_row
 
 
 @dataclass
@@ -43,6 +46,17 @@ class Hit:
     def as_dict(self) -> dict:
         """JSON-ready."""
         return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    """A search's hits and how it went."""
+
+    hits: list[Hit]
+    column: str  # the vector column that answered
+    seconds: float  # the search itself (the model and the index were loaded before)
+    load_seconds: float  # loading the model and the index for it (0 once loaded)
+    hidden: int = 0  # near-duplicate hits left out
 
 
 class Searcher:
@@ -172,6 +186,61 @@ class Searcher:
         self.last_query_seconds = time.perf_counter() - t0
         return hits
 
+    def query(self, terms: Sequence[Term], k: int = 10, kind: str | None = None,
+              folder: str | None = None, group: bool = True, column: str | None = None,
+              since: float | None = None, until: float | None = None,
+              dedupe: float | None = None, tags: Sequence[str] = ()) -> SearchResult:
+        """Search parsed terms like ``loupe search`` does: with the first model that
+        embeds every term (or ``column``'s, checked against the terms), the model and
+        index loaded outside the timing."""
+        if not terms:
+            raise LoupeError("empty query: give words, a picture, a sound, or a mix")
+        if k < 1:
+            raise LoupeError("ask for at least one result")
+        needs = modalities(terms)
+        if column is None:
+            column = self.column_for(needs)
+        else:
+            known = self.store.meta.encoders
+            if column not in known:
+                raise LoupeError("that model is not in this index any more: reload the page")
+            column = self.store.meta.query_column(known[column], needs)[0]
+        t0 = time.perf_counter()
+        encoder = self.encoder_of(column)
+        self.index_of(column)
+        t1 = time.perf_counter()
+        vec = query_vector(terms, encoder)
+        hits = self.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
+                                  group=group, since=since, until=until, dedupe=dedupe,
+                                  tags=tags)
+        return SearchResult(hits, column, time.perf_counter() - t1, t1 - t0, self.last_hidden)
+
+    def more_like(self, item_id: str, k: int = 10, kind: str | None = None,
+                  folder: str | None = None, group: bool = True,
+                  column: str | None = None) -> SearchResult:
+        """Items like a stored one, searched with its own stored vector (itself left
+        out): in ``column`` when it has a vector there, else in the first column that
+        does."""
+        store = self.store
+        row = item_row(store, item_id)  # refuses what is not an item of this index
+        columns = [c for c in ([column] if column else []) + list(store.meta.encoders) if c]
+        for col in dict.fromkeys(columns):
+            vec = store.get_items([item_id], ["id", col]).get(item_id, {}).get(col)
+            if vec is None:
+                continue
+            t0 = time.perf_counter()
+            self.index_of(col)
+            t1 = time.perf_counter()
+            v = np.asarray(vec, dtype=np.float32)
+            norm = float(np.linalg.norm(v))
+            if not norm:
+                break
+            hits = self.search_vector(v / norm, k=k + 1, kind=kind, folder=folder,
+                                      column=col, group=group)
+            hits = [h for h in hits if h.id != item_id][:k]
+            return SearchResult(hits, col, time.perf_counter() - t1, t1 - t0)
+        raise LoupeError(f"{os.path.basename(row['path'])} has no vector to compare with yet "
+                         "(re-index to compute it)")
 
 def _dedupe(index: VectorIndex, hits: list[Hit], where: dict[str, int], threshold: float,
             k: int) -> tuple[list[Hit], int]:

@@ -9,13 +9,15 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, ToyEncoder, solid
+from helpers.media import REPO, solid
+from helpers.toys import ToyEncoder
 from PIL import Image
 
 from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search.explain import atlas as A
+from loupe.search.explain import atlas_select as S
 from loupe.search.store import Store, item_id
 
 OPTS = IndexOptions(workers=0, progress=False)
@@ -150,7 +152,7 @@ def test_an_index_without_items_maps_nothing(tmp_path):
     store.register_encoder(ToyEncoder().spec)
     a = A.load_atlas(store)
     assert len(a) == 0 and a.total == 0 and a.x.shape == (0,)
-    assert A.atlas_positions(a, ["abc"]).size == 0 and A.mosaic_cells(a) == []
+    assert S.atlas_positions(a, ["abc"]).size == 0 and S.mosaic_cells(a) == []
 
 
 # -- the cache -------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def test_a_read_only_index_still_gets_its_map(tmp_path, monkeypatch):
     def refuse(path, data):
         raise PermissionError(13, "read-only", path)
 
-    monkeypatch.setattr(A, "_write_atomic", refuse)
+    monkeypatch.setattr(A, "write_atomic", refuse)
     a = A.load_atlas(store)
     assert len(a) == 10 and not a.cached
     assert A.cached_atlas(store) is None
@@ -227,23 +229,23 @@ def _toy_atlas(x, y) -> A.Atlas:
 def test_region_lasso_positions_and_selection():
     rng = np.random.default_rng(0)
     a = _toy_atlas(rng.random(2000), rng.random(2000))
-    box = A.region(a, 0.6, 0.2, 0.1, 0.5)  # corners in any order
+    box = S.region(a, 0.6, 0.2, 0.1, 0.5)  # corners in any order
     expect = np.flatnonzero((a.x >= 0.2) & (a.x <= 0.6) & (a.y >= 0.1) & (a.y <= 0.5))
     np.testing.assert_array_equal(box, expect)
     # a lasso drawn along the same rectangle picks the same points (none on its edges)
-    square = A.lasso(a, [0.2, 0.6, 0.6, 0.2], [0.1, 0.1, 0.5, 0.5])
+    square = S.lasso(a, [0.2, 0.6, 0.6, 0.2], [0.1, 0.1, 0.5, 0.5])
     np.testing.assert_array_equal(square, expect)
     # a triangle: below the diagonal of the unit square
-    tri = A.lasso(a, [0, 1, 1], [0, 0, 1])
+    tri = S.lasso(a, [0, 1, 1], [0, 0, 1])
     np.testing.assert_array_equal(tri, np.flatnonzero(a.y < a.x))
-    assert A.lasso(a, [0, 1], [0, 1]).size == 0  # not a polygon
-    pos = A.atlas_positions(a, ["id5", "nope", "id2", "id5"])
+    assert S.lasso(a, [0, 1], [0, 1]).size == 0  # not a polygon
+    pos = S.atlas_positions(a, ["id5", "nope", "id2", "id5"])
     assert pos.tolist() == [5, 2]
-    sel = A.selected_positions(a, points=[{"customdata": 7}, {"customdata": [3]},
+    sel = S.selected_positions(a, points=[{"customdata": 7}, {"customdata": [3]},
                                           {"customdata": 10**9}, {"x": 1}],
                                boxes=[{"x": [0.2, 0.6], "y": [0.1, 0.5]}])
     np.testing.assert_array_equal(sel, np.union1d(expect, [3, 7]))
-    assert A.selected_positions(a).size == 0
+    assert S.selected_positions(a).size == 0
 
 
 def test_mosaic_shows_thumbnails_where_their_points_are(tmp_path):
@@ -254,9 +256,9 @@ def test_mosaic_shows_thumbnails_where_their_points_are(tmp_path):
     index_paths([str(root)], store, ToyEncoder(), OPTS)
     a = A.load_atlas(store)
     cells, tile = 8, 16
-    picks = A.mosaic_cells(a, cells)
+    picks = S.mosaic_cells(a, cells)
     assert len({(cx, cy) for cx, cy, _ in picks}) == len(picks) == 4  # one per point here
-    data = A.mosaic(store, a, cells=cells, tile=tile)
+    data = S.mosaic(store, a, cells=cells, tile=tile)
     im = Image.open(io.BytesIO(data)).convert("RGB")
     assert im.size == (cells * tile, cells * tile)
     colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "black": (0, 0, 0)}
@@ -264,7 +266,7 @@ def test_mosaic_shows_thumbnails_where_their_points_are(tmp_path):
         name = a.paths[p].rsplit("/", 1)[-1][:-4]
         centre = im.getpixel((cx * tile + tile // 2, (cells - 1 - cy) * tile + tile // 2))
         assert max(abs(c - e) for c, e in zip(centre, colours[name], strict=True)) < 40
-    assert A.mosaic(store, a, cells=cells, tile=tile) == data  # cached beside the atlas
+    assert S.mosaic(store, a, cells=cells, tile=tile) == data  # cached beside the atlas
     assert any(f.name.startswith("mosaic-") for f in (tmp_path / "db" / "atlas").iterdir())
 
 

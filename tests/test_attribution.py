@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ToyEncoder, solid
+from helpers.media import solid
+from helpers.toys import ToyEncoder
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths

@@ -11,13 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from loupe.indexer.media.audio import (
-    AudioDecodeError,
-    audio_windows,
-    decode_audio,
-    kaldi_fbank,
-    probe_audio,
-)
+from loupe.indexer.media.audio import AudioDecodeError, audio_windows, decode_audio, probe_audio
+from loupe.indexer.media.audio_features import kaldi_fbank
 
 SR = 16000
 WIN = 2 * SR
@@ -323,7 +318,7 @@ def test_garbage_with_wav_extension(tmp_path):
 
 
 def test_photo_has_no_audio(tmp_path):
-    from conftest import solid
+    from helpers.media import solid
 
     path = solid(tmp_path / "photo.jpg", (200, 10, 10))
     with pytest.raises(AudioDecodeError, match="no audio stream"):

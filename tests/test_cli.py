@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import solid
+from helpers.media import solid
 
 from loupe.search.cli import main
 from loupe.search.store import Store, item_id
@@ -225,7 +225,7 @@ def test_bad_k_and_bad_queries(indexed, capsys):
 
 
 def test_query_with_another_encoder_is_refused(indexed, capsys, tmp_path):
-    from tiny_models import make_tiny_clip_dir
+    from helpers.tiny_models import make_tiny_clip_dir
 
     _, db, tiny = indexed
     other = make_tiny_clip_dir(str(tmp_path / "other-tiny"), seed=1)
@@ -302,7 +302,7 @@ def test_loupe_db_env_is_honoured(tmp_path, capsys, monkeypatch, tiny_clip_dir):
 
 def test_unchanged_rerun_with_flags_loads_no_model_and_swapped_weights_are_caught(
         tmp_path, capsys, monkeypatch, tiny_clip_dir):
-    from tiny_models import make_tiny_clip_dir
+    from helpers.tiny_models import make_tiny_clip_dir
 
     import loupe.indexer.encoders.openclip as oc
 

@@ -284,7 +284,7 @@ def test_killed_run_recovers_to_clean_result(crash_setup, point, capsys):
 def test_a_table_whose_creation_was_killed_is_made_again(tmp_path, toy):
     """A kill while LanceDB creates a table leaves its folder without a version: it is
     listed but cannot be opened. It reads as missing, and the next write makes it anew."""
-    from conftest import solid
+    from helpers.media import solid
 
     from loupe.indexer.pipeline import IndexOptions, index_paths
 

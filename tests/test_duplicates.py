@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CORPUS, PixelEncoder
+from helpers.media import CORPUS
+from helpers.toys import PixelEncoder
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ToyEncoder
+from helpers.toys import ToyEncoder
 from PIL import Image
 
 from loupe.indexer.errors import LoupeError
@@ -23,7 +23,7 @@ from loupe.search.store import Store
 
 @pytest.fixture(scope="module")
 def kosmos_dir(tmp_path_factory) -> str:
-    from tiny_models import make_tiny_kosmos2_dir
+    from helpers.tiny_models import make_tiny_kosmos2_dir
 
     return make_tiny_kosmos2_dir(str(tmp_path_factory.mktemp("models") / "tiny-kosmos2"))
 

@@ -35,7 +35,7 @@ SNOWMAN = ("<grounding> An image of<phrase> a snowman</phrase><object><patch_ind
 
 @pytest.fixture(scope="module")
 def kosmos_dir(tmp_path_factory) -> str:
-    from tiny_models import make_tiny_kosmos2_dir
+    from helpers.tiny_models import make_tiny_kosmos2_dir
 
     return make_tiny_kosmos2_dir(str(tmp_path_factory.mktemp("models") / "tiny-kosmos2"))
 
@@ -176,7 +176,7 @@ def _strip_image(size, horizontal: bool) -> Image.Image:
 
 
 def test_hub_image_processor_squashes_the_whole_picture(kosmos_dir):
-    from tiny_models import KOSMOS2_HUB_PREPROCESSOR_CONFIG
+    from helpers.tiny_models import KOSMOS2_HUB_PREPROCESSOR_CONFIG
     from transformers import AutoProcessor, CLIPImageProcessor
 
     hub = CLIPImageProcessor(**KOSMOS2_HUB_PREPROCESSOR_CONFIG)

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PixelEncoder, solid
-from conftest import seen_pixels as _seen_pixels
+from helpers.media import solid
+from helpers.toys import PixelEncoder
+from helpers.toys import seen_pixels as _seen_pixels
 from PIL import Image
 
 import loupe.indexer.decode.worker as worker_mod

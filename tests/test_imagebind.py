@@ -62,7 +62,7 @@ LOUPE_SECONDS = 6.0
 
 @pytest.fixture(scope="module")
 def tiny_ib_dir(tmp_path_factory) -> str:
-    from tiny_models import make_tiny_imagebind_dir
+    from helpers.tiny_models import make_tiny_imagebind_dir
 
     return make_tiny_imagebind_dir(str(tmp_path_factory.mktemp("models") / "tiny-imagebind"))
 
@@ -136,7 +136,7 @@ def test_load_encoder_and_spec_round_trip(tiny_ib, tiny_ib_dir):
 
 
 def test_other_weights_are_told_apart(tiny_ib, tmp_path):
-    from tiny_models import make_tiny_imagebind_dir
+    from helpers.tiny_models import make_tiny_imagebind_dir
 
     other = make_tiny_imagebind_dir(str(tmp_path / "other"), seed=1)
     spec = load_imagebind(other, device="cpu").spec
@@ -393,7 +393,8 @@ def test_reference_clips_are_loupe_windows(reference):
 
 
 def test_audio_parity(pair, reference, wavs):
-    from loupe.indexer.media.audio import audio_windows, window_features
+    from loupe.indexer.media.audio import audio_windows
+    from loupe.indexer.media.audio_features import window_features
 
     size, enc = pair
     clip_cos, file_cos, names, file_vecs = [], [], [], []

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ToyEncoder, solid
+from helpers.media import solid
+from helpers.toys import ToyEncoder
 
 import loupe.indexer.decode.worker as worker_mod
 from loupe.indexer.pipeline import IndexOptions, IndexReport, index_paths

@@ -15,7 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import PixelEncoder, SoundToyEncoder, ToyEncoder, sine, solid, write_wav
+from helpers.media import sine, solid, write_wav
+from helpers.toys import PixelEncoder, SoundToyEncoder, ToyEncoder
 from PIL import Image
 
 from loupe.indexer.media.image import to_model_input
@@ -245,7 +246,7 @@ def test_adding_an_audio_model_fills_in_what_is_missing(colour_and_sound, video_
 
 
 def test_cli_refuses_a_new_model_without_add(tmp_path, tiny_clip_dir, capsys):
-    from tiny_models import make_tiny_clip_dir
+    from helpers.tiny_models import make_tiny_clip_dir
 
     photos = tmp_path / "p"
     solid(photos / "a.png", (10, 20, 30))

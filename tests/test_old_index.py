@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SoundToyEncoder
+from helpers.toys import SoundToyEncoder
 
 from loupe.indexer.kinds import ItemKind, MediaKind, SkipCode
 from loupe.search.ann import saved_info

@@ -112,7 +112,7 @@ def test_ray_refuses_a_run_without_every_model_of_the_index(archive, tmp_path, t
                                                              local_ray):
     """A library caller indexing with one of an index's two models: a Ray run appends
     whole rows, so it refuses (the CLI always runs every model of the index)."""
-    from tiny_models import make_tiny_clip_dir
+    from helpers.tiny_models import make_tiny_clip_dir
 
     from loupe.indexer.encoders import load_encoder
     from loupe.indexer.errors import LoupeError

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ToyEncoder, solid
+from helpers.media import solid
+from helpers.toys import ToyEncoder
 
 from loupe.indexer.decode.results import DecodeSettings
 from loupe.indexer.decode.worker import process_file_with

@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ToyEncoder, solid
+from helpers.media import solid
+from helpers.toys import ToyEncoder
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths
@@ -236,7 +237,7 @@ def test_imagebind_logit_scale_is_its_text_heads(tmp_path):
     """ImageBind's zero-shot logits are vision vectors times text vectors scaled by the
     text head's learned (clamped) factor: that factor is the encoder's logit scale."""
     import torch
-    from tiny_models import make_tiny_imagebind_dir
+    from helpers.tiny_models import make_tiny_imagebind_dir
 
     from loupe.indexer.encoders import load_encoder
 

@@ -7,7 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import SoundToyEncoder, sine, solid, write_wav
+from helpers.media import sine, solid, write_wav
+from helpers.toys import SoundToyEncoder
 from PIL import Image
 
 import loupe.search.thumbs as thumbs

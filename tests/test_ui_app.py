@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SoundToyEncoder, ToyEncoder, sine, solid, write_wav
+from helpers.media import REPO, sine, solid, write_wav
+from helpers.toys import SoundToyEncoder, ToyEncoder
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -53,7 +54,7 @@ def archive(tmp_path_factory, corpus) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def kosmos_dir(tmp_path_factory) -> str:
-    from tiny_models import make_tiny_kosmos2_dir
+    from helpers.tiny_models import make_tiny_kosmos2_dir
 
     return make_tiny_kosmos2_dir(str(tmp_path_factory.mktemp("models") / "tiny-kosmos2"))
 

@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, corpus, tiny_clip_dir):
-    from tiny_models import make_tiny_imagebind_dir, make_tiny_kosmos2_dir
+    from helpers.tiny_models import make_tiny_imagebind_dir, make_tiny_kosmos2_dir
 
     from loupe.search.cli import main as loupe_main
     from loupe.search.cli.ui import ui_command

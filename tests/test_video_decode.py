@@ -12,13 +12,13 @@ import av
 import numpy as np
 import pytest
 
+from loupe.indexer.media.upright import upright
 from loupe.indexer.media.video import (
     FrameSampler,
     VideoDecodeError,
     VideoFrame,
     probe_video,
     sample_frames,
-    upright,
 )
 
 

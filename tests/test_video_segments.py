@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import PixelEncoder, SoundToyEncoder
+from helpers.toys import PixelEncoder, SoundToyEncoder
 from test_video_decode import ramp, write_clip
 
 from loupe.indexer.decode.pool import decode_files
@@ -25,18 +25,11 @@ from loupe.indexer.decode.results import SOUNDTRACK, DecodeSettings, FileResult
 from loupe.indexer.decode.worker import join_video, process_file_with, process_part_with
 from loupe.indexer.encoders.spec import AudioPreprocess, ImagePreprocess
 from loupe.indexer.kinds import SkipCode
-from loupe.indexer.media.video import (
-    FrameSampler,
-    SegmentEdges,
-    join_segments,
-    plan_segments,
-    sample_frames,
-)
+from loupe.indexer.media.segments import SegmentEdges, join_segments
+from loupe.indexer.media.video import FrameSampler, plan_segments, sample_frames
 from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.indexer.scan import FileEntry
 from loupe.search.store import Store
-
-TASKS = ("pool_tasks", "file_task", "part_task")
 
 
 def _split_sample(path, interval, starts, threshold=0.35):
@@ -219,7 +212,7 @@ def _entries(d: Path) -> list[FileEntry]:
 
 
 def _pool_tasks():
-    import pool_tasks
+    from helpers import pool_tasks
 
     return pool_tasks.file_task, pool_tasks.part_task
 

@@ -1,1 +1,2 @@
-"""Loupe's Streamlit web UI (`loupe ui`): it calls search/ and indexer/ only."""
+"""Loupe's Streamlit web UI (`loupe ui`): it calls the public names of loupe.search and
+loupe.indexer only."""

@@ -15,7 +15,6 @@ import os
 import shlex
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from loupe.indexer import ItemKind, LoupeError, Modality
-from loupe.search import Hit, Searcher, Term, modalities, parse_query, query_vector, thumbs
+from loupe.search import Hit, Searcher, Term, parse_query, thumbs
+from loupe.search.explain import describe as explain_describe
 from loupe.search.store import Store, default_db_dir
 
 # What an upload may be (the uploaders' `type=` lists; checked again here).
@@ -139,17 +139,6 @@ def upload_terms(uploads: Sequence[Upload]) -> Iterator[list[Term]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@dataclass
-class QueryResult:
-    """A search's hits and how it went."""
-
-    hits: list[Hit]
-    column: str
-    seconds: float  # the search itself (models and indexes were loaded before)
-    load_seconds: float
-    hidden: int = 0  # near-duplicate hits left out
-
-
 def days_to_range(days) -> tuple[float | None, float | None]:
     """A date_input range (first and last day, both included; one day, or none) as
     [since, until) seconds since the epoch, local time."""
@@ -164,89 +153,12 @@ def days_to_range(days) -> tuple[float | None, float | None]:
     return since, until
 
 
-def run_query(searcher: Searcher, terms: Sequence[Term], k: int, kind: str | None = None,
-              folder: str | None = None, group: bool = True,
-              column: str | None = None, since: float | None = None,
-              until: float | None = None, dedupe: float | None = None,
-              tags: Sequence[str] = ()) -> QueryResult:
-    """Search like ``loupe search``: the first model that embeds every term (or the one
-    chosen), the model and index loaded outside the timing."""
-    if not terms:
-        raise LoupeError("empty query: give words, a picture, a sound, or a mix")
-    if k < 1:
-        raise LoupeError("ask for at least one result")
-    needs = modalities(terms)
-    if column is None:
-        column = searcher.column_for(needs)
-    else:
-        known = searcher.store.meta.encoders
-        if column not in known:
-            raise LoupeError("that model is not in this index any more: reload the page")
-        column = searcher.store.meta.query_column(known[column], needs)[0]
-    t0 = time.perf_counter()
-    encoder = searcher.encoder_of(column)
-    searcher.index_of(column)
-    t1 = time.perf_counter()
-    vec = query_vector(terms, encoder)
-    hits = searcher.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
-                                  group=group, since=since, until=until, dedupe=dedupe,
-                                  tags=tags)
-    return QueryResult(hits, column, time.perf_counter() - t1, t1 - t0,
-                       searcher.last_hidden)
-
-
-def more_like(searcher: Searcher, item_id: str, k: int, kind: str | None = None,
-              folder: str | None = None, group: bool = True,
-              column: str | None = None) -> QueryResult:
-    """Items like a stored one, searched with its own stored vector (itself left out)."""
-    store = searcher.store
-    row = thumbs.item_row(store, item_id)  # refuses what is not an item of this index
-    columns = [c for c in ([column] if column else []) + list(store.meta.encoders) if c]
-    for col in dict.fromkeys(columns):
-        vec = store.get_items([item_id], ["id", col]).get(item_id, {}).get(col)
-        if vec is None:
-            continue
-        t0 = time.perf_counter()
-        searcher.index_of(col)
-        t1 = time.perf_counter()
-        v = np.asarray(vec, dtype=np.float32)
-        norm = float(np.linalg.norm(v))
-        if not norm:
-            break
-        hits = searcher.search_vector(v / norm, k=k + 1, kind=kind, folder=folder, column=col,
-                                      group=group)
-        hits = [h for h in hits if h.id != item_id][:k]
-        return QueryResult(hits, col, time.perf_counter() - t1, t1 - t0)
-    raise LoupeError(f"{os.path.basename(row['path'])} has no vector to compare with yet "
-                     "(re-index to compute it)")
-
-
-# -- explain: tags and style ----------------------------------------------------------
-def explain(searcher: Searcher, item_id: str, vocabulary: str = "everyday", top: int = 8,
-            style_top: int = 6, k: int = 10, temperature: float = 0.05):
-    """A stored picture's zero-shot tags (loupe.search.explain.tags.TagResult, as ``loupe tag``) and
-    style attribution (an Attribution, as ``loupe attribute``), from its
-    stored vector in the first model that embeds pictures and text."""
-    from loupe.search.explain import (
-        TagResult,
-        attribute,
-        load_vocabulary,
-        resolve_target,
-        tag_vectors,
-        target_vectors,
-    )
-
-    vocab = load_vocabulary(vocabulary)
-    store = searcher.store
-    if thumbs.item_row(store, item_id)["kind"] not in (ItemKind.PHOTO, ItemKind.FRAME):
-        raise LoupeError("only pictures (photos and video moments) have tags and a style")
+def describe(searcher: Searcher, item_id: str, vocabulary: str = "everyday"):
+    """A stored picture's tags and style (``loupe.search.explain.describe``) with the
+    searcher's first model that embeds pictures and text."""
     column = searcher.column_for({Modality.IMAGE, Modality.TEXT})
-    encoder = searcher.encoder_of(column)
-    target = resolve_target(item_id, store)
-    vec = target_vectors(encoder, [target], store, column)
-    ((tags, other),) = tag_vectors(vec, encoder, vocab, top, store)
-    style = attribute(vec, [target], encoder, store, column, style_top, k, temperature)[0]
-    return TagResult(target.as_dict(), tags, other, vocab.name, encoder.spec.describe()), style
+    return explain_describe(searcher.store, searcher.encoder_of(column), column, item_id,
+                            vocabulary)
 
 
 # -- items -----------------------------------------------------------------------------

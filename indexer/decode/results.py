@@ -15,7 +15,7 @@ from loupe.indexer.encoders.spec import AudioPreprocess, ImagePreprocess
 from loupe.indexer.media.image import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # PyAV is imported only by workers that meet a video or a sound
-    from loupe.indexer.media.video import SegmentEdges
+    from loupe.indexer.media.segments import SegmentEdges
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from loupe.indexer.media.image import (
 from loupe.indexer.media.sniff import HEAD_BYTES, kind_from_extension, sniff
 
 if TYPE_CHECKING:  # PyAV is imported only by workers that meet a video or a sound
-    from loupe.indexer.media.video import SegmentEdges
+    from loupe.indexer.media.segments import SegmentEdges
 
 _settings: DecodeSettings | None = None
 _known: frozenset[str] = frozenset()
@@ -252,7 +252,7 @@ def join_video(plan: FileResult, parts: list[PartResult],
     segments do not join exactly (then decode the video in one pass); the parts'
     spills are the caller's to remove then.
     """
-    from loupe.indexer.media.video import SegmentEdges, join_segments
+    from loupe.indexer.media.segments import SegmentEdges, join_segments
 
     assert plan.segments is not None
     by_part = {p.part: p for p in parts}
@@ -284,7 +284,8 @@ def join_video(plan: FileResult, parts: list[PartResult],
 def _cut_sound(res: FileResult, settings: DecodeSettings, stem: str,
                problems: list[str]) -> str | None:
     """Cut the sound into windows and spill their features. Returns an error or None."""
-    from loupe.indexer.media.audio import AudioDecodeError, audio_windows, window_features
+    from loupe.indexer.media.audio import AudioDecodeError, audio_windows
+    from loupe.indexer.media.audio_features import window_features
 
     audio = settings.audio
     assert audio is not None and res.spill is not None and settings.spill_dir is not None

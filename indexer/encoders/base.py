@@ -10,7 +10,7 @@ from PIL import Image
 
 from loupe.indexer.encoders.spec import AudioPreprocess, EncoderSpec, ImagePreprocess
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.media.audio import audio_features
+from loupe.indexer.media.audio_features import audio_features
 from loupe.indexer.media.image import to_model_input
 
 

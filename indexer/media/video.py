@@ -42,11 +42,12 @@ from fractions import Fraction
 
 import av
 import numpy as np
-from av.sidedata.sidedata import Type as SideDataType
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from loupe.indexer.media.av_stream import StreamReader, av_reason, declared_duration
+from loupe.indexer.media.segments import SegmentEdges, hist_distance
+from loupe.indexer.media.upright import frame_image, rotation_of, upright
 
 DEFAULT_SHOT_THRESHOLD = 0.35
 HIST_SIZE = 64  # side of the thumbnail the histogram is taken from
@@ -82,69 +83,6 @@ class VideoInfo:
     codec: str
     has_audio: bool
     rotation: int = 0  # degrees counter-clockwise applied to get upright images
-
-
-@dataclass
-class SegmentEdges:
-    """What joining a segment to its neighbours needs (see :func:`join_segments`).
-
-    Times are in the stream's time base. ``cuts`` counts the cuts after the segment's
-    first frame; whether that first frame is itself a cut depends on the previous
-    segment's last frame, which only the join sees.
-    """
-
-    first_pts: int | None = None
-    last_pts: int | None = None
-    next_pts: int | None = None  # the first frame at or after the segment's end
-    first_slot: int | None = None  # interval slots of the first and last frame
-    last_slot: int | None = None
-    first_hist: np.ndarray | None = None  # colour histograms (shot detection)
-    last_hist: np.ndarray | None = None
-    cuts: int = 0
-    irregular: str | None = None  # why this segment cannot be joined exactly
-
-
-@dataclass
-class SegmentJoin:
-    """How one segment's sampled frames enter the whole video's."""
-
-    keep_first: bool  # its first sampled frame is a sample of the whole video too
-    first_cut: bool  # that frame starts a new shot
-    shot_offset: int  # added to the segment's own shot numbers
-
-
-def join_segments(edges: list[SegmentEdges], starts: list[int | None],
-                  shot_threshold: float | None) -> list[SegmentJoin]:
-    """Join segments decoded apart into exactly what one pass over the video samples.
-
-    ``starts[k]`` is segment k's ``start_pts`` (None for the first). A segment's first
-    frame is sampled by itself (it has no predecessor there); in the whole video it is
-    sampled when it opens a new interval slot or is a cut from the previous segment's
-    last frame. Shot numbers carry over. Raises ValueError when the segments do not
-    tile the stream frame for frame (a seek that landed elsewhere, irregular
-    timestamps): the caller then decodes the video in one pass.
-    """
-    out: list[SegmentJoin] = []
-    offset = 0
-    for k, e in enumerate(edges):
-        if e.irregular:
-            raise ValueError(f"segment {k}: {e.irregular}")
-        if e.first_pts is None:
-            raise ValueError(f"segment {k}: no frame decoded")
-        if k == 0:
-            out.append(SegmentJoin(True, False, 0))
-            continue
-        prev = edges[k - 1]
-        if not (prev.next_pts == e.first_pts == starts[k]):
-            raise ValueError(f"segment {k} starts at pts {e.first_pts}, expected {starts[k]} "
-                             f"(previous segment's next frame: {prev.next_pts})")
-        assert prev.last_slot is not None and e.first_slot is not None
-        cut = (shot_threshold is not None and prev.last_hist is not None
-               and e.first_hist is not None
-               and hist_distance(prev.last_hist, e.first_hist) > shot_threshold)
-        offset += prev.cuts + cut
-        out.append(SegmentJoin(e.first_slot > prev.last_slot or cut, cut, offset))
-    return out
 
 
 def plan_segments(path: str | os.PathLike, seconds: float) -> tuple[list[int], float | None]:
@@ -244,64 +182,6 @@ def _mp4_without_index(path: str) -> bool:
         return False
 
 
-def _display_matrix(frame: av.VideoFrame) -> tuple[int, int, int, int] | None:
-    """The 2x2 part (a, b, c, d) of the frame's display matrix, in 16.16 fixed point."""
-    sd = frame.side_data.get(SideDataType.DISPLAYMATRIX)
-    if sd is None:
-        return None
-    m = np.frombuffer(bytes(sd), dtype="<i4")
-    if m.size < 9:
-        return None
-    return int(m[0]), int(m[1]), int(m[3]), int(m[4])
-
-
-def upright(arr: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
-    """Apply ``frame``'s display matrix (rotation and flips) to its (H, W, C) pixels.
-
-    The matrix maps a source pixel (x, y) to display position (a*x + c*y, b*x + d*y)
-    (ISO/IEC 14496-12 ``tkhd`` layout, which FFmpeg keeps). For the eight axis-aligned
-    cases this is a transpose plus flips; other angles (rare) are rotated by
-    ``frame.rotation`` with Pillow.
-    """
-    m = _display_matrix(frame)
-    if m is None:
-        return arr
-    a, b, c, d = m
-    if a == 0 and d == 0 and b != 0 and c != 0:  # 90 / 270 degrees, maybe mirrored
-        out = arr.swapaxes(0, 1)  # out[x, y] = in[y, x]
-        if b < 0:
-            out = out[::-1]
-        if c < 0:
-            out = out[:, ::-1]
-    elif b == 0 and c == 0 and a != 0 and d != 0:  # 0 / 180 degrees, maybe mirrored
-        out = arr
-        if a < 0:
-            out = out[:, ::-1]
-        if d < 0:
-            out = out[::-1]
-    else:
-        angle = frame.rotation
-        if not angle or math.isnan(angle):
-            return arr
-        img = Image.fromarray(np.ascontiguousarray(arr)).rotate(
-            angle, resample=Image.Resampling.BICUBIC, expand=True)
-        return np.asarray(img)
-    return np.ascontiguousarray(out)
-
-
-def _rotation_of(frame: av.VideoFrame) -> int:
-    m = _display_matrix(frame)
-    if m is None:
-        return 0
-    angle = frame.rotation
-    return 0 if angle is None or math.isnan(angle) else int(round(angle))
-
-
-def frame_image(frame: av.VideoFrame) -> Image.Image:
-    """A decoded frame as an upright RGB PIL image (``to_ndarray(format="rgb24")``)."""
-    return Image.fromarray(upright(frame.to_ndarray(format="rgb24"), frame), "RGB")
-
-
 class _ShotDetector:
     """Hard-cut detector over consecutive decoded frames (see the module docstring)."""
 
@@ -331,11 +211,6 @@ class _ShotDetector:
     def hist(self) -> np.ndarray | None:
         """The histogram of the last frame looked at."""
         return self._prev
-
-
-def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Total-variation distance of two colour histograms, in [0, 1]."""
-    return 0.5 * float(np.abs(b - a).sum())
 
 
 class FrameSampler(StreamReader, Iterator[VideoFrame]):
@@ -528,7 +403,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             raise VideoDecodeError(f"video stream does not decode: {av_reason(e)}") from e
         if first is None:
             raise VideoDecodeError("video stream has no decodable frame")
-        rotation = _rotation_of(first)
+        rotation = rotation_of(first)
         h, w = upright(np.zeros((first.height, first.width, 3), np.uint8), first).shape[:2]
         rate = stream.average_rate or stream.guessed_rate
         return VideoInfo(

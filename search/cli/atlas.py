@@ -58,6 +58,7 @@ def _write_points(atlas, path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compute (or load) the map and write what was asked for."""
     from loupe.search.explain import atlas as atlas_map
+    from loupe.search.explain import mosaic
 
     if args.max_points < 3:
         raise LoupeError("--max-points must be at least 3")
@@ -78,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
     if args.picture:
         with open(args.picture, "wb") as f:
-            f.write(atlas_map.mosaic(store, atlas))
+            f.write(mosaic(store, atlas))
         print(f"wrote {args.picture}")
     return EXIT_OK

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sine, solid, write_wav
+from helpers.media import sine, solid, write_wav
 
 from loupe.indexer import IndexOptions, index_paths, load_encoder
 from loupe.search import Store

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import PixelEncoder, SoundToyEncoder, ToyEncoder
+from helpers.toys import PixelEncoder, SoundToyEncoder, ToyEncoder
 
 from loupe.indexer import LoupeError
 from loupe.indexer.encoders import (
@@ -37,12 +37,12 @@ def made(request, tmp_path_factory):
             elif name == "toy-sound":
                 cache[name] = (SoundToyEncoder(), None)
             elif name == "open_clip":
-                from tiny_models import make_tiny_clip_dir
+                from helpers.tiny_models import make_tiny_clip_dir
 
                 d = make_tiny_clip_dir(str(tmp_path_factory.mktemp("m") / "tiny-clip"))
                 cache[name] = (load_encoder(d, None, "cpu"), (d, None))
             else:
-                from tiny_models import make_tiny_imagebind_dir
+                from helpers.tiny_models import make_tiny_imagebind_dir
 
                 d = make_tiny_imagebind_dir(str(tmp_path_factory.mktemp("m") / "tiny-ib"))
                 cache[name] = (load_encoder(d, None, "cpu"), (d, None))

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import ToyEncoder
+from helpers.toys import ToyEncoder
 
 from loupe.indexer import ItemKind, MediaKind
 from loupe.search.store import FORMAT_VERSION, IndexMeta, Store, item_id, items_schema

@@ -19,8 +19,7 @@ import streamlit as st
 
 from loupe.indexer import ItemKind
 from loupe.search import thumbs
-from loupe.search.explain import Atlas
-from loupe.search.explain import atlas as atlas_lib
+from loupe.search.explain import Atlas, atlas_positions, load_atlas, mosaic, selected_positions
 from loupe.search.store import Store
 from loupe.ui import format as fmt
 from loupe.ui.core import AppArgs
@@ -48,13 +47,13 @@ def _atlas(db: str, version: int, column: str, method: str, kinds: tuple[str, ..
     a new entry). Its own Store: a first computation (UMAP: a minute or more on a big
     index) must not hold the search service's lock. Concurrent sessions asking for the
     same key wait for the one computation (st.cache_resource locks per key)."""
-    return atlas_lib.load_atlas(Store(db), column=column, method=method, kinds=kinds)
+    return load_atlas(Store(db), column=column, method=method, kinds=kinds)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _mosaic(db: str, _atlas_obj: Atlas, key: tuple) -> str:
     """The mosaic as a data: URI (for the chart's background image)."""
-    data = atlas_lib.mosaic(Store(db), _atlas_obj)
+    data = mosaic(Store(db), _atlas_obj)
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
@@ -209,7 +208,7 @@ def render(args: AppArgs) -> None:
         st.info("Nothing to map: the index has no items of these kinds yet (run `loupe "
                 "index FOLDER`, or use the Index page).", icon=":material/scatter_plot:")
         return
-    hits = atlas_lib.atlas_positions(atlas, hit_ids())
+    hits = atlas_positions(atlas, hit_ids())
     background = None
     if pictures:
         with friendly("making the pictures"), st.spinner("Making the mosaic of thumbnails…"):
@@ -224,7 +223,7 @@ def render(args: AppArgs) -> None:
         selection_mode=("points", "box", "lasso"), width="stretch",
         config={"scrollZoom": True, "displaylogo": False})
     sel = (event or {}).get("selection") or {}
-    picked = atlas_lib.selected_positions(atlas, sel.get("points") or [],
+    picked = selected_positions(atlas, sel.get("points") or [],
                                           sel.get("box") or [], sel.get("lasso") or [])
     picked_view(svc, atlas, picked)
 

@@ -44,7 +44,7 @@ def _shares_chart(tags: list[dict], other: float | None = None, key: str = "") -
 
 def _explain(svc: SearchService, item_id: str, vocabulary: str) -> None:
     with svc.lock:
-        tags, style = core.explain(svc.searcher, item_id, vocabulary)
+        tags, style = core.describe(svc.searcher, item_id, vocabulary)
     ss["explained"] = {"item": item_id, "vocabulary": vocabulary, "tags": tags.as_dict(),
                      "style": style.as_dict()}
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from loupe.indexer import LoupeError, Modality
-from loupe.search import thumbs
+from loupe.search import SearchResult, thumbs
 from loupe.ui import core
 from loupe.ui import format as fmt
-from loupe.ui.core import QueryResult, Upload
+from loupe.ui.core import Upload
 from loupe.ui.resources import search_service
 from loupe.ui.services import SearchService, log_unexpected
 
@@ -122,8 +122,8 @@ def _keep(res, version: int, like: str | None, kind: str | None, group: bool) ->
                           "kind": kind, "group": group, "hidden": res.hidden}
 
 
-def _answer(what: str, ask: Callable[[list], QueryResult],
-            uploads: Sequence[Upload] = ()) -> QueryResult | None:
+def _answer(what: str, ask: Callable[[list], SearchResult],
+            uploads: Sequence[Upload] = ()) -> SearchResult | None:
     """``ask(files)``'s answer, or None with the error kept for the page as one polite
     line (``files``: the temp files of ``uploads``, whose names the error then uses)."""
     ss["query_error"] = None
@@ -146,15 +146,15 @@ def run_search(svc: SearchService, query: SearchQuery) -> None:
     ss["results"], ss["results_info"] = [], None
     version = svc.version()
 
-    def ask(files: list) -> QueryResult | None:
+    def ask(files: list) -> SearchResult | None:
         terms = core.text_terms(query.text)
         if not terms and not query.uploads:
             return None
         with core.upload_terms(query.uploads) as made, svc.lock:
             files.extend(made)
-            return core.run_query(svc.searcher, terms + made, query.k, query.kind,
-                                  query.folder, query.group, query.column, query.since,
-                                  query.until, query.dedupe, query.tags)
+            return svc.searcher.query(terms + made, query.k, query.kind, query.folder,
+                                      query.group, query.column, query.since, query.until,
+                                      query.dedupe, query.tags)
 
     res = _answer("search", ask, query.uploads)
     if res is not None:
@@ -168,11 +168,10 @@ def more_like(item_id: str) -> None:
     version = svc.version()
     name: list[str] = []
 
-    def ask(_files: list) -> QueryResult:
+    def ask(_files: list) -> SearchResult:
         with svc.lock:
             column = (ss.get("results_info") or {}).get("column")
-            res = core.more_like(svc.searcher, item_id, q.k, q.kind, q.folder, q.group,
-                                 column)
+            res = svc.searcher.more_like(item_id, q.k, q.kind, q.folder, q.group, column)
             name.append(os.path.basename(thumbs.item_row(svc.store, item_id)["path"]))
         return res
 
