@@ -16,7 +16,8 @@ import numpy as np
 from loupe.indexer.encoders.base import Encoder, l2_normalise
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import MediaKind, Modality
-from loupe.indexer.media.sniff import AUDIO_EXTS, IMAGE_EXTS
+from loupe.indexer.media.image import ImageDecodeError, decode_image_file
+from loupe.indexer.media.sniff import AUDIO_EXTS, HEAD_BYTES, IMAGE_EXTS, kind_from_extension, sniff
 
 _WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
 _PREFIXES = {"text:": Modality.TEXT, "image:": Modality.IMAGE, "audio:": Modality.AUDIO}
@@ -84,7 +85,6 @@ def parse_query(
 def _is_sound(path: str) -> bool:
     """An audio file, by content (falls back to the extension when unreadable)."""
 
-    from loupe.indexer.media.sniff import HEAD_BYTES, kind_from_extension, sniff
 
     try:
         with open(path, "rb") as f:
@@ -102,7 +102,6 @@ def modalities(terms: Sequence[Term]) -> set[str]:
 def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
     """The unit vector of a parsed query."""
     from loupe.indexer.media.audio import AudioDecodeError
-    from loupe.indexer.media.image import ImageDecodeError, decode_image_file
 
     # The same term twice is one term with the summed weight: "cat - cat" cancels exactly
     # (two rows of one batch need not embed to bitwise-equal vectors).

@@ -17,7 +17,9 @@ from PIL import Image
 
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind
-from loupe.search.store import Store
+from loupe.indexer.media.image import ImageDecodeError, upright_image_file
+from loupe.search.explain.attribution import reference_rows
+from loupe.search.store import Store, sql_str
 
 THUMB_SIZE = 320  # longest side, pixels
 
@@ -42,7 +44,6 @@ def item_path(store: Store, item_id: str) -> str:
 
 def item_picture(store: Store, item_id: str) -> Image.Image:
     """An item's picture at full size (a photo, or a video frame at its timestamp)."""
-    from loupe.indexer.media.image import ImageDecodeError, upright_image_file
     from loupe.indexer.media.video import VideoDecodeError, frame_at
 
     row = item_row(store, item_id)
@@ -71,10 +72,6 @@ def thumbnail(store: Store, item_id: str, size: int = THUMB_SIZE) -> bytes:
 def reference_thumbnail(store: Store, key: str, size: int = THUMB_SIZE) -> bytes:
     """JPEG thumbnail of a registered reference work (style attribution's evidence), by
     its key: like items, only files registered in the index are opened."""
-    from loupe.indexer.media.image import ImageDecodeError, upright_image_file
-    from loupe.search.explain.attribution import reference_rows
-    from loupe.search.store import sql_str
-
     if not isinstance(key, str) or not key.isalnum():
         raise LoupeError("not a reference work")
     rows = reference_rows(store, f"key = {sql_str(key)}", ["path", "fingerprint"]).to_pylist()

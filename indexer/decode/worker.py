@@ -8,6 +8,9 @@ audio file can hold thousands of items, so its model inputs are *spilled*: appen
 raw files in the run's spill folder as they are decoded, and the result carries only
 the items' metadata and where their inputs lie. Worker memory stays at about one frame
 whatever the length; the embedder reads the spill back with ``np.memmap``.
+
+PyAV and torch (video frames, sound features) are imported inside the functions that
+need them: a worker that only meets photos never loads them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from loupe.indexer.decode.results import (
     SOUNDTRACK,
@@ -32,10 +34,8 @@ from loupe.indexer.media.image import (
     decode_image,
     to_model_input,
 )
+from loupe.indexer.media.segments import SegmentEdges, join_segments
 from loupe.indexer.media.sniff import HEAD_BYTES, kind_from_extension, sniff
-
-if TYPE_CHECKING:  # PyAV is imported only by workers that meet a video or a sound
-    from loupe.indexer.media.segments import SegmentEdges
 
 _settings: DecodeSettings | None = None
 _known: frozenset[str] = frozenset()
@@ -252,8 +252,6 @@ def join_video(plan: FileResult, parts: list[PartResult],
     segments do not join exactly (then decode the video in one pass); the parts'
     spills are the caller's to remove then.
     """
-    from loupe.indexer.media.segments import SegmentEdges, join_segments
-
     assert plan.segments is not None
     by_part = {p.part: p for p in parts}
     segments = [by_part[k] for k in range(len(plan.segments) + 1)]

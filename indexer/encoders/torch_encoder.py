@@ -7,6 +7,7 @@ import numpy as np
 
 from loupe.indexer.encoders.base import Encoder
 from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
+from loupe.indexer.errors import LoupeError
 
 
 def pixels_to_tensor(pixels: np.ndarray, pre: ImagePreprocess, device: str):
@@ -51,8 +52,6 @@ def resolve_precision(precision: str | None, device: str, bf16_capable: bool) ->
 
     p = (precision or os.environ.get("LOUPE_PRECISION") or "auto").lower()
     if p not in PRECISIONS:
-        from loupe.indexer.errors import LoupeError
-
         raise LoupeError(f"precision {p!r}: use one of {', '.join(PRECISIONS)}")
     if device.startswith("cuda"):
         return "fp32" if p == "fp32" else "fp16-autocast"

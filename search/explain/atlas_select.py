@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from loupe.indexer.errors import LoupeError
+from loupe.search import thumbs
 from loupe.search.explain.atlas import Atlas, Progress, atlas_dir, write_atomic
 from loupe.search.store import Store
 
@@ -120,7 +121,6 @@ def mosaic(store: Store, atlas: Atlas, cells: int = 24, tile: int = 48,
     the atlas; items whose file cannot be read leave their cell empty."""
     from PIL import Image
 
-    from loupe.search import thumbs
 
     path = _mosaic_path(store, atlas, cells, tile)
     try:

@@ -26,7 +26,12 @@ import pyarrow as pa
 
 from loupe.indexer.encoders import Encoder
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.fingerprint import fingerprint_file
 from loupe.indexer.kinds import MediaKind, Modality
+from loupe.indexer.media.image import ImageDecodeError, upright_image_file
+from loupe.indexer.media.sniff import kind_from_extension, sniff
+from loupe.indexer.scan import ScanProblem
+from loupe.indexer.scan import scan as scan_folders
 from loupe.search.explain.grounding.cache import Target
 from loupe.search.explain.labels import Tag, load_vocabulary
 from loupe.search.explain.tags import tag_vectors
@@ -169,15 +174,12 @@ def picture_columns(store: Store) -> list[str]:
 
 
 def _picture_files(folders: Sequence[str]) -> tuple[list, list[tuple[str, str]]]:
-    from loupe.indexer.media.sniff import kind_from_extension, sniff
-    from loupe.indexer.scan import ScanProblem, scan
-
     problems: list[ScanProblem] = []
     files, skipped = [], []
     for folder in folders:
         if not os.path.exists(folder):
             raise LoupeError(f"no such file or folder: {folder}")
-    for entry in scan(folders, problems):
+    for entry in scan_folders(folders, problems):
         try:
             with open(entry.path, "rb") as f:
                 kind = sniff(f.read(64)) or kind_from_extension(entry.path)
@@ -192,8 +194,6 @@ def _picture_files(folders: Sequence[str]) -> tuple[list, list[tuple[str, str]]]
 
 def _embed_files(encoder: Encoder, paths: Sequence[str],
                  skipped: list[tuple[str, str]]) -> dict[str, np.ndarray]:
-    from loupe.indexer.media.image import ImageDecodeError, upright_image_file
-
     out: dict[str, np.ndarray] = {}
     for start in range(0, len(paths), EMBED_BATCH):
         pics, names = [], []
@@ -215,8 +215,6 @@ def add_collection(store: Store, name: str, folders: Sequence[str],
     """Register the pictures under ``folders`` as works of ``name`` (an artist or style),
     embedded with each picture model of the index. Running it again adds new and changed
     files only, and forgets works that are gone from those folders."""
-    from loupe.indexer.fingerprint import fingerprint_file
-
     name = name.strip()
     if not name:
         raise LoupeError("a collection needs a name (the artist or style it stands for)")

@@ -20,7 +20,11 @@ import pyarrow as pa
 from PIL import Image
 
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.fingerprint import fingerprint_file
 from loupe.indexer.kinds import PICTURE_KINDS, ItemKind, MediaKind
+from loupe.indexer.media.image import ImageDecodeError, upright_image_file
+from loupe.indexer.media.sniff import kind_from_extension, sniff
+from loupe.search.explain.grounding.draw import contact_sheet, draw_grounding
 from loupe.search.explain.grounding.kosmos2 import Grounder, Grounding, normalise_prompt
 from loupe.search.store import Store, scan, upsert, where_in
 
@@ -85,8 +89,6 @@ class Target:
 
 
 def _fingerprint(path: str) -> str:
-    from loupe.indexer.fingerprint import fingerprint_file
-
     try:
         return fingerprint_file(path, os.path.getsize(path))
     except OSError as e:
@@ -98,8 +100,6 @@ def resolve_target(ref: str, store: Store | None = None, at: float | None = None
 
     A video file needs ``at`` (seconds; the frame on screen then is grounded).
     """
-    from loupe.indexer.media.sniff import kind_from_extension, sniff
-
     if store is not None and _ITEM_ID.match(ref) and not os.path.exists(ref):
         row = store.get_items([ref]).get(ref)
         if row is None:
@@ -129,7 +129,6 @@ def resolve_target(ref: str, store: Store | None = None, at: float | None = None
 
 def target_image(t: Target) -> Image.Image:
     """The picture of a target (full size, upright RGB); its exact time for a frame."""
-    from loupe.indexer.media.image import ImageDecodeError, upright_image_file
     from loupe.indexer.media.video import VideoDecodeError, frame_at
 
     try:
@@ -242,8 +241,6 @@ def ground_video_to_dir(grounder: Grounder, path: str, every: float = 1.0,
     in seconds). ``sheet``: a contact sheet of the boxed frames, written after the last
     one. Yields each result in time order, once its files are written.
     """
-    from loupe.search.explain.grounding.draw import contact_sheet, draw_grounding
-
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
     tiles: list[tuple[Image.Image, str]] = []
