@@ -284,7 +284,8 @@ class IndexJob:
         report, error = None, "the run was interrupted"
         try:
             encoders = [LazyEncoder(spec) for spec in store.meta.encoders.values()]
-            opts = {"progress": False, "on_progress": self._progress}
+            opts = {"progress": False, "on_progress": self._progress,
+                    "command": "loupe ui (Index a folder)"}
             if self.workers is not None:
                 opts["workers"] = self.workers
             report = index_paths([folder], store, encoders, IndexOptions(**opts)).as_dict()

@@ -30,6 +30,7 @@ from loupe.indexer.decode.worker import (
     process_file_with,
     process_part,
 )
+from loupe.indexer.errors import IndexFault
 from loupe.indexer.kinds import SkipCode
 from loupe.indexer.scan import FileEntry
 
@@ -121,6 +122,8 @@ class _Pool:
                         out = fut.result()
                     except BrokenProcessPool:
                         crashed.append(t)
+                    except IndexFault:
+                        raise  # the index's disk, not the file: the run stops
                     except Exception as exc:  # a bug in a worker: report the file, go on
                         yield from self._failed(t, f"worker error: {type(exc).__name__}: {exc}")
                     else:

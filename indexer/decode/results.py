@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from loupe.indexer.encoders.spec import AudioPreprocess, ImagePreprocess
+from loupe.indexer.errors import IndexFault
 from loupe.indexer.media.image import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # PyAV is imported only by workers that meet a video or a sound
@@ -58,15 +59,19 @@ class Spill:
     dtypes: dict[str, str] = field(default_factory=dict)
 
     def append(self, spill_dir: str, stem: str, key: str, row: np.ndarray) -> None:
-        """Append one input row under ``key``."""
-        if key not in self.files:
-            path = os.path.join(spill_dir, f"{stem}.{key}.bin")
-            self.files[key] = [(path, 0)]
-            self.shapes[key], self.dtypes[key] = row.shape, row.dtype.str
-            open(path, "wb").close()
-        path, count = self.files[key][-1]
-        with open(path, "ab") as f:
-            f.write(np.ascontiguousarray(row).tobytes())
+        """Append one input row under ``key``. A failed write is the index's fault
+        (:class:`IndexFault`: a full or read-only disk), not the source file's."""
+        try:
+            if key not in self.files:
+                path = os.path.join(spill_dir, f"{stem}.{key}.bin")
+                self.files[key] = [(path, 0)]
+                self.shapes[key], self.dtypes[key] = row.shape, row.dtype.str
+                open(path, "wb").close()
+            path, count = self.files[key][-1]
+            with open(path, "ab") as f:
+                f.write(np.ascontiguousarray(row).tobytes())
+        except OSError as e:
+            raise IndexFault.of(spill_dir, e) from e
         self.files[key][-1] = (path, count + 1)
 
     def rows(self, key: str) -> int:

@@ -31,6 +31,9 @@ class IndexOptions:
     # the precision models run in where this run rebuilds them from their specs (Ray
     # actors); None: LOUPE_PRECISION or auto (loupe.indexer.encoders.torch_encoder)
     precision: str | None = None
+    prune: bool = False  # forget the rows under roots that vanished (else they are kept)
+    wait: bool = True  # another writer holds the index: wait (False: LoupeError at once)
+    command: str = "loupe index"  # who holds the writer lock, for others' messages
     progress: bool = True  # show a progress bar on stderr
     # called with (files done, files to do) after each file (the web UI's progress bar)
     on_progress: Callable[[int, int], None] | None = None
@@ -56,6 +59,8 @@ class IndexReport:
     not_media: int = 0
     removed: int = 0  # files gone from disk, rows deleted
     tagged: int = 0  # photos and frames given zero-shot tags (an index with --tags)
+    kept_roots: list[str] = field(default_factory=list)  # vanished roots whose rows stay
+    pruned_roots: list[str] = field(default_factory=list)  # vanished roots forgotten
     seconds: float = 0.0
     index_version: int = 0
 

@@ -94,13 +94,33 @@ def up_to_date(e: FileEntry, st: FileState | None) -> bool:
     return st is not None and st.size == e.size and st.mtime_ns == e.mtime_ns
 
 
+def vanished_roots(roots: Sequence[str], missing: Sequence[str], entries: Sequence[FileEntry],
+                   problems: Sequence[ScanProblem], state: StoreState) -> list[str]:
+    """The roots that look gone while the store holds rows under them: ``missing`` ones
+    (not there, or neither a folder nor a file: an unmounted drive, a share that is
+    down, a renamed folder) and folders the scan found empty (an empty mount point).
+    Their rows are kept unless the run prunes them."""
+    known = list(state.items) + list(state.skipped)
+    out = []
+    for r in roots:
+        if not any(under(p, [r]) for p in known):
+            continue  # nothing indexed there: nothing to keep
+        if r in missing:
+            out.append(r)
+        elif not any(under(e.path, [r]) for e in entries) and not any(
+                under(p.path, [r]) for p in problems):
+            out.append(r)
+    return out
+
+
 def plan_run(entries: Sequence[FileEntry], problems: Sequence[ScanProblem],
              roots: Sequence[str], state: StoreState, supported: set[str],
-             retry_failed: bool = False) -> RunPlan:
+             retry_failed: bool = False, kept_roots: Sequence[str] = ()) -> RunPlan:
     """The diff of a scan of ``roots`` against ``state``.
 
     ``supported``: the media kinds this run can index (skips recorded as unsupported
-    for one of them are tried again); ``retry_failed``: bad files are tried again.
+    for one of them are tried again); ``retry_failed``: bad files are tried again;
+    ``kept_roots``: roots that vanished (:func:`vanished_roots`), whose rows stay.
     """
     items, skipped, backfill = state.items, state.skipped, state.backfill
     todo: list[FileEntry] = []
@@ -125,7 +145,7 @@ def plan_run(entries: Sequence[FileEntry], problems: Sequence[ScanProblem],
 
     # Files gone from disk (under the roots scanned, outside folders we could not read).
     seen = {e.path for e in entries}
-    unreadable = [p.path for p in problems]
+    unreadable = [p.path for p in problems] + list(kept_roots)
 
     def gone(paths: Iterable[str]) -> list[str]:
         return [p for p in paths if under(p, roots) and p not in seen

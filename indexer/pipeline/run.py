@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -21,13 +22,15 @@ from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import MediaKind
 from loupe.indexer.pipeline.embedder import Embedder
 from loupe.indexer.pipeline.options import IndexOptions, IndexReport
-from loupe.indexer.pipeline.plan import Column, RunPlan, plan_run, read_state
+from loupe.indexer.pipeline.plan import Column, RunPlan, plan_run, read_state, vanished_roots
 from loupe.indexer.pipeline.ray import index_on_ray
 from loupe.indexer.pipeline.writer import ReuseBook, Writer
 from loupe.indexer.scan import ScanProblem, scan
 from loupe.search.ann import load_index, saved_info
 from loupe.search.explain.tags import tagging_config, update_tags
 from loupe.search.store import Store
+
+SPILL_DIR = ".spill"  # inside the index folder: one sub-folder per run
 
 
 def prepare(store: Store, encoders: Sequence[Encoder]) -> tuple[list[Column], DecodeSettings]:
@@ -52,6 +55,18 @@ def prepare(store: Store, encoders: Sequence[Encoder]) -> tuple[list[Column], De
     store.items()
     store.files()
     return columns, DecodeSettings(tuple(preprocesses), audio)
+
+
+def _own_spill(store: Store) -> str:
+    """This run's own spill folder, made anew; the spills other runs left are removed
+    (they are dead: this run holds the writer lock)."""
+    root = os.path.join(store.dir, SPILL_DIR)
+    if os.path.isdir(root):
+        for name in os.listdir(root):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    path = os.path.join(root, f"run-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.makedirs(path)
+    return path
 
 
 def _progress(total: int, enabled: bool):
@@ -143,6 +158,12 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     encoders = [encoders] if isinstance(encoders, Encoder) else list(encoders)
     if not encoders:
         raise LoupeError("no model to index with")
+    with store.writing(options.command, wait=options.wait):
+        return _index(roots, store, encoders, options)
+
+
+def _index(roots: Sequence[str], store: Store, encoders: list[Encoder],
+           options: IndexOptions) -> IndexReport:
     t0 = time.monotonic()
     run_time = time.time()
     report = IndexReport()
@@ -152,11 +173,20 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     supported = {MediaKind.IMAGE, MediaKind.VIDEO} | (
         {MediaKind.AUDIO} if base_settings.audio else set())
 
+    missing = [r for r in roots if not (os.path.isdir(r) or os.path.isfile(r))]
     problems: list[ScanProblem] = []
     entries = list(scan(roots, problems))
     report.files_seen = len(entries)
     state = read_state(store, columns, base_settings.audio is not None)
-    plan = plan_run(entries, problems, roots, state, supported, options.retry_failed)
+    vanished = vanished_roots(roots, missing, entries, problems, state)
+    if options.prune:
+        report.pruned_roots = vanished
+        vanished = []
+    else:
+        report.kept_roots = vanished
+    # A missing root is no bad file of the archive: it is kept or pruned, not recorded.
+    problems = [p for p in problems if p.path not in missing]
+    plan = plan_run(entries, problems, roots, state, supported, options.retry_failed, vanished)
     report.unchanged, report.to_process = plan.unchanged, len(plan.todo)
     # Rows of vanished files are deleted at the end of the run, so that a moved or
     # renamed file can still reuse their vectors.
@@ -167,9 +197,7 @@ def index_paths(roots: Sequence[str], store: Store, encoders: Encoder | Sequence
     writer.add_problems(plan.problems)
     embedder = Embedder(columns, writer, report, options.batch_size, book)
 
-    spill_dir = os.path.join(store.dir, ".spill")
-    shutil.rmtree(spill_dir, ignore_errors=True)  # left by a killed run
-    os.makedirs(spill_dir, exist_ok=True)
+    spill_dir = _own_spill(store)
     settings = replace(base_settings, max_pixels=options.max_pixels,
                        draft_factor=options.draft_factor, frame_interval=options.frame_interval,
                        shot_threshold=options.shot_threshold, spill_dir=spill_dir)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from loupe.indexer.decode.results import FileResult, Item
+from loupe.indexer.errors import IndexFault
 from loupe.indexer.kinds import ItemKind, SkipCode
 from loupe.indexer.pipeline.options import IndexOptions, IndexReport
 from loupe.indexer.pipeline.plan import Column, RunPlan
@@ -123,6 +124,14 @@ class Writer:
         book.waiting = []
 
     def commit(self) -> None:
+        """Commit what is pending (see the module docstring for the order). A failed
+        write is the index's fault (:class:`IndexFault`), never a source file's."""
+        try:
+            self._commit()
+        except OSError as e:
+            raise IndexFault.of(self.store.tables_uri, e) from e
+
+    def _commit(self) -> None:
         if self.book.waiting:
             self._resolve_reuse()
         if self.rows:

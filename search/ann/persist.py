@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
+import uuid
 
 import faiss
 import numpy as np
@@ -66,25 +68,37 @@ def save_index(store: Store, vidx: VectorIndex) -> None:
         extra["vector_files"] = vidx.local.segments
     # Memory-mapped lists are written as a reference to the file they map (an older
     # version's, removed below): copied into memory first, the file holds them whole.
-    faiss.write_index(writable(vidx.index), os.path.join(d, stem + ".faiss.tmp"))
-    feather.write_feather(vidx.catalog.rows, os.path.join(d, stem + ".rows.tmp"))
+    # Temp names of this process's own (several processes may save the same version at
+    # once: a reader refreshing beside a writer), each renamed over its final name.
+    tmp = f".{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    faiss.write_index(writable(vidx.index), os.path.join(d, stem + ".faiss" + tmp))
+    feather.write_feather(vidx.catalog.rows, os.path.join(d, stem + ".rows" + tmp))
     alive = np.ones(len(vidx), bool) if vidx.catalog.alive is None else vidx.catalog.alive
-    with open(os.path.join(d, stem + ".alive.tmp"), "wb") as f:
+    with open(os.path.join(d, stem + ".alive" + tmp), "wb") as f:
         np.save(f, alive)
     for ext in (".faiss", ".rows", ".alive"):
-        os.replace(os.path.join(d, stem + ext + ".tmp"), os.path.join(d, stem + ext))
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".json")
+        os.replace(os.path.join(d, stem + ext + tmp), os.path.join(d, stem + ext))
+    fd, meta_tmp = tempfile.mkstemp(dir=d, suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump({**vidx.info.__dict__, "stem": stem, **extra}, f)
-    os.replace(tmp, meta_path)  # the pointer flips last: readers see old or new, whole
+    os.replace(meta_tmp, meta_path)  # the pointer flips last: readers see old or new, whole
     keep = {name for name, _ in extra.get("vector_files", [])}
     for name in os.listdir(d):  # drop files of older versions
         if (name.startswith(vidx.info.column + ".v") and not name.startswith(stem + ".")
-                and name not in keep):
+                and name not in keep and not _in_flight(os.path.join(d, name))):
             try:
                 os.remove(os.path.join(d, name))
             except OSError:
                 pass
+
+
+def _in_flight(path: str) -> bool:
+    """A temp file another process may still be writing (one left by a dead process an
+    hour ago is not)."""
+    try:
+        return path.endswith(".tmp") and time.time() - os.path.getmtime(path) < 3600
+    except OSError:
+        return False
 
 
 def info_from(meta: dict) -> IndexInfo:

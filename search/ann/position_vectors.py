@@ -15,6 +15,7 @@ writer does meanwhile. Past ``MAX_SEGMENTS`` they are merged into one new file.
 from __future__ import annotations
 
 import os
+import uuid
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class PositionVectors:
 
 def _write(path: str, blocks: list[np.ndarray]) -> None:
     """Write the rows of ``blocks`` to ``path`` whole (a temporary name, renamed)."""
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # this process's own
     with open(tmp, "wb") as f:
         for block in blocks:
             for start in range(0, len(block), 65536):

@@ -39,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
     store = open_store(args)
     if args.action == "add":
-        r = add_collection(store, args.name, args.folders,
-                           EncoderSet(store.meta.encoders, args.device),
-                           on_progress=progress_bar("embedding works"))
+        with store.writing("loupe collection add"):
+            r = add_collection(store, args.name, args.folders,
+                               EncoderSet(store.meta.encoders, args.device),
+                               on_progress=progress_bar("embedding works"))
         print(f"{r.collection}: {r.added} works added, {r.unchanged} unchanged, "
               f"{r.removed} gone and forgotten, {len(r.skipped)} skipped")
         for path, reason in r.skipped:
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             for name, n in have.items():
                 print(f"{n:6d}  {name}")
     else:
-        n = remove_collection(store, args.name)
+        with store.writing("loupe collection remove"):
+            n = remove_collection(store, args.name)
         print(f"{args.name}: {n} works forgotten")
     return EXIT_OK

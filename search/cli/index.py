@@ -8,7 +8,14 @@ import os
 import sys
 
 from loupe.indexer import LoupeError
-from loupe.search.cli.common import EXIT_OK, add_db, add_encoder, db_dir, existing_store
+from loupe.search.cli.common import (
+    EXIT_OK,
+    add_db,
+    add_encoder,
+    db_dir,
+    existing_store,
+    shown,
+)
 
 NAME = "index"
 
@@ -69,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="decode and embed on a Ray cluster (Ray Data; rows written as Lance "
                         "fragments by lance-ray): ADDRESS of the cluster (auto, "
                         "ray://HOST:10001), or none for a Ray on this machine")
+    p.add_argument("--prune", action="store_true",
+                   help="forget the files under a root that is missing or empty (without "
+                        "it their rows are kept: an unmounted drive comes back)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="when another run is writing this index, exit 1 at once instead of "
+                        "waiting for it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run's report as JSON")
 
@@ -83,10 +96,14 @@ def run(args: argparse.Namespace) -> int:
         raise LoupeError("--batch-size must be at least 1")
     if args.workers < 0:
         raise LoupeError("--workers must be 0 or more")
-    missing = [p for p in args.paths if not os.path.exists(p)]
-    if missing:
-        raise LoupeError(f"no such file or folder: {', '.join(missing)}")
     db = db_dir(args)
+    existing = existing_store(db)
+    # A root that is gone but has rows in the index (an unmounted drive) is the run's to
+    # keep or prune; one the index never knew is a typo.
+    unknown = [p for p in args.paths if not os.path.exists(p)
+               and (existing is None or not existing.holds_paths_under(os.path.abspath(p)))]
+    if unknown:
+        raise LoupeError(f"no such file or folder: {', '.join(unknown)}")
     # Load the model before creating anything: a failed start leaves no empty index.
     if not args.every > 0:
         raise LoupeError("--every must be a positive number of seconds")
@@ -96,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
         from loupe.search.explain import load_vocabulary
 
         load_vocabulary(args.tags)  # a bad label file fails before anything is written
-    existing = existing_store(db)
     encoders = encoders_for_run(
         existing.meta.encoders.values() if existing is not None else (),
         args.model or (), args.pretrained or (), add=args.add, device=args.device,
@@ -106,17 +122,24 @@ def run(args: argparse.Namespace) -> int:
         raise LoupeError(f"the index at {db} keeps its tables at {existing.tables_uri}; "
                          "--tables-uri only applies to a new index")
     store = existing or Store(db, create=True, tables_uri=args.tables_uri)
-    if args.tags is not None or args.no_tags:
-        set_tagging(store, args.tags, encoders)
     opts = IndexOptions(batch_size=args.batch_size, workers=args.workers,
                         max_pixels=args.max_pixels or IndexOptions.max_pixels,
                         draft_factor=args.draft or None, retry_failed=args.retry_failed,
                         frame_interval=args.every, video_segment=args.video_segment or None,
                         shot_threshold=args.shot_threshold or None,
                         commit_rows=max(1, args.commit_rows), ray=args.ray,
-                        precision=args.precision,
+                        precision=args.precision, prune=args.prune, wait=not args.no_wait,
                         progress=not args.quiet and sys.stderr.isatty())
-    report = index_paths(args.paths, store, encoders, opts)
+    with store.writing("loupe index", wait=opts.wait):
+        if args.tags is not None or args.no_tags:
+            set_tagging(store, args.tags, encoders)
+        report = index_paths(args.paths, store, encoders, opts)
+    for root in report.kept_roots:
+        print(f"loupe: {shown(root)} is missing or empty: the rows of its files are kept "
+              "(a drive not mounted? --prune forgets them)", file=sys.stderr)
+    for root in report.pruned_roots:
+        print(f"loupe: {shown(root)} is missing or empty: its files were forgotten (--prune)",
+              file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return EXIT_OK

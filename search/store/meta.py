@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 
 from loupe.indexer.encoders.spec import EncoderSpec
-from loupe.indexer.errors import LoupeError
+from loupe.indexer.errors import IndexFault, LoupeError
 from loupe.search.store.schema import FORMAT_VERSION
 
 META_NAME = "meta.json"
@@ -43,6 +43,11 @@ class IndexMeta:
             data["tables_uri"] = tables_uri
         _write(os.path.join(db_dir, META_NAME), data)
         return cls(db_dir)
+
+    def reload(self) -> None:
+        """Read the file again (another process may have written it)."""
+        self._data = self._read()
+        self._encoders = None
 
     def _read(self) -> dict:
         try:
@@ -160,9 +165,15 @@ class IndexMeta:
 
 
 def _write(path: str, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".meta-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic: readers see the old or the new file
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".meta-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers see the old or the new file
+    except OSError as e:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+        raise IndexFault.of(path, e) from e

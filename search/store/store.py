@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,6 +29,7 @@ import pyarrow as pa
 from loupe.indexer.encoders.spec import EncoderSpec
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind, MediaKind
+from loupe.search.store.lock import writer_lock
 from loupe.search.store.meta import IndexMeta
 from loupe.search.store.schema import (
     CORE_TABLES,
@@ -127,6 +129,15 @@ class Store:
                 self.db.create_table(FILES, data=pa.Table.from_pylist(rows, FILES_SCHEMA))
         self.meta.migrated_to(FORMAT_VERSION)
 
+    @contextmanager
+    def writing(self, command: str, wait: bool = True) -> Iterator[None]:
+        """Hold this index's writer lock (see ``search/store/lock.py``) while the block
+        runs, with ``meta.json`` read again once it is held (another writer may have
+        changed it since this store was opened)."""
+        with writer_lock(self.dir, command, wait):
+            self.meta.reload()
+            yield
+
     def register_encoder(self, spec: EncoderSpec) -> str:
         """Add ``spec``'s vector column to this index (once). Returns the column.
 
@@ -134,17 +145,18 @@ class Store:
         preprocessing or dimension differs is refused.
         """
         known = self.meta.encoders
+        t = self.items(create=False)
         if spec.column in known:
             why = known[spec.column].mismatch(spec)
-            if why is None:
-                return spec.column
-            raise LoupeError(f"this index's vectors were made by another encoder: {why}")
-        t = self.items(create=False)
-        incomplete = False
+            if why is not None:
+                raise LoupeError(f"this index's vectors were made by another encoder: {why}")
+        else:
+            # Recorded first, as incomplete whenever rows exist: a run killed between
+            # the two steps leaves a column that the next run backfills, never one taken
+            # as complete (a column in the table but not in meta is such a leftover).
+            self.meta.add_encoder(spec, incomplete=t is not None and bool(t.count_rows()))
         if t is not None and spec.column not in t.schema.names:
             t.add_columns([pa.field(spec.column, pa.list_(pa.float32(), spec.dim))])
-            incomplete = bool(t.count_rows())  # rows without its vectors: backfilled by runs
-        self.meta.add_encoder(spec, incomplete)
         return spec.column
 
     # -- tables ----------------------------------------------------------------------
@@ -221,6 +233,15 @@ class Store:
         cols = [a[n].to_pylist() for n in names]
         return {p: FileState(s, m, fp, kind=MediaKind.IMAGE)
                 for p, s, m, fp in zip(*cols, strict=True) if p not in skip}
+
+    def holds_paths_under(self, folder: str) -> bool:
+        """Whether any indexed or skipped file lies under ``folder`` (or is it)."""
+        prefix = folder.rstrip(os.sep) + os.sep
+        for t in (self.files(create=False), self.skipped(create=False)):
+            if t is not None and t.count_rows(
+                    f"path = {sql_str(folder)} OR starts_with(path, {sql_str(prefix)})"):
+                return True
+        return False
 
     def skipped_states(self) -> dict[str, FileState]:
         """{path: state} of the files that were skipped, with their code."""
@@ -383,12 +404,13 @@ class Store:
         if rows:
             upsert(self.skipped(), "path", rows, SKIPPED_SCHEMA)
 
-    def delete_older_rows(self, paths: Iterable[str], before: float) -> None:
-        """Delete rows of ``paths`` written before ``before`` (items a re-indexed file no
-        longer has: a shorter video, other frame times)."""
+    def delete_older_rows(self, paths: Iterable[str], run: float) -> None:
+        """Delete the rows of ``paths`` that the run stamped ``run`` (its ``indexed_at``)
+        did not write: items a re-indexed file no longer has (a shorter video, other
+        frame times). Found by run, not by clock."""
         for where in where_in("path", paths):
             if self.items(create=False) is not None:
-                self.items().delete(f"{where} AND indexed_at < {before!r}")
+                self.items().delete(f"{where} AND indexed_at != {run!r}")
 
     def delete_paths(self, paths: Iterable[str], items: bool = True, skipped: bool = True) -> None:
         """Remove every row and skip record of these files (``items``: rows and the

@@ -93,7 +93,7 @@ def test_deleting_paths_and_older_rows(store):
                         for t in range(3)])
     store.upsert_items([_rows(store, "/v.mp4", kind=ItemKind.FRAME, ts=0.0, at=2.0),
                         _rows(store, "/p.jpg", at=2.0)])
-    store.delete_older_rows(["/v.mp4"], before=2.0)  # a re-indexed, shorter video
+    store.delete_older_rows(["/v.mp4"], run=2.0)  # a re-indexed, shorter video
     assert store.counts() == {ItemKind.FRAME: 1, ItemKind.PHOTO: 1}
     store.delete_paths(["/p.jpg", "/nothing.jpg"])
     assert store.counts() == {ItemKind.FRAME: 1}
