@@ -138,7 +138,7 @@ def test_two_runs_at_once_and_an_add_beside_them_end_complete(corpus, tmp_path, 
         mine = [r for r in rows if r["path"] == f["path"]]
         assert len(mine) == f["rows"] > 0, f["path"]
         assert all(r[c] is not None for r in mine for c in store.meta.encoders), f["path"]
-    assert os.listdir(db / ".spill") == []
+    assert not (db / ".spill").exists()
 
 
 def test_each_run_spills_in_its_own_folder_and_the_dead_ones_are_cleared(
@@ -150,7 +150,7 @@ def test_each_run_spills_in_its_own_folder_and_the_dead_ones_are_cleared(
     (db / ".spill" / "run-123-dead").mkdir(parents=True)
     (db / ".spill" / "run-123-dead" / "x.img0.bin").write_bytes(b"left by a killed run")
     assert _index(videos, db, tiny_clip_dir, "--every", "2") == 0
-    assert os.listdir(db / ".spill") == []
+    assert not (db / ".spill").exists()
     assert Store(str(db)).counts()["frame"] >= 5
 
 
@@ -239,3 +239,16 @@ def test_processes_saving_the_same_faiss_index_at_once_do_not_collide(photos, tm
     column = next(iter(store.meta.encoders))
     assert len(load_index(store, column)) == 3
     assert not [n for n in os.listdir(db / "faiss") if n.endswith(".tmp")]
+
+
+def test_a_second_index_folder_on_the_same_tables_uri_is_refused(photos, tmp_path,
+                                                                 tiny_clip_dir, capsys):
+    """Writers are serialised by the lock in the index folder; two folders sharing one
+    tables URI would not be, so the second is refused when it is made."""
+    tables = tmp_path / "bucket" / "tables"
+    base = ["--model", tiny_clip_dir, "--workers", "0", "--quiet", "--tables-uri", str(tables)]
+    assert loupe(["index", str(photos), "--db", str(tmp_path / "one"), *base]) == 0
+    capsys.readouterr()
+    assert loupe(["index", str(photos), "--db", str(tmp_path / "two"), *base]) == 1
+    assert "already belong to an index" in capsys.readouterr().err
+    assert not (tmp_path / "two" / "meta.json").exists()

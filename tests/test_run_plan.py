@@ -22,11 +22,11 @@ def st(size: int = 10, mtime: int = 1, fp: str | None = None, code: str | None =
 
 
 def plan(entries, items=None, skipped=None, orphans=None, backfill=None, problems=(),
-         supported=PICTURES_AND_VIDEO, retry=False, roots=(ROOT,)):
+         supported=PICTURES_AND_VIDEO, retry=False, roots=(ROOT,), kept_roots=()):
     state = StoreState(dict(items or {}), dict(orphans or {}), dict(skipped or {}),
                        dict(backfill or {}))
     state.items.update(state.orphans)
-    return plan_run(entries, list(problems), list(roots), state, supported, retry)
+    return plan_run(entries, list(problems), list(roots), state, supported, retry, kept_roots)
 
 
 def test_new_files_are_done_and_unchanged_ones_left():
@@ -108,3 +108,17 @@ def test_a_column_knows_the_kinds_it_embeds():
     assert Column("c", 0, audio=False).kinds == [ItemKind.PHOTO, ItemKind.FRAME]
     assert Column("c", 0, audio=True).kinds == [ItemKind.PHOTO, ItemKind.FRAME,
                                                ItemKind.AUDIO]
+
+
+def test_a_missing_or_empty_root_with_rows_is_vanished_and_its_rows_stay():
+    from loupe.indexer.pipeline.plan import vanished_roots
+
+    items = {f"{ROOT}/a.jpg": st(), "/other/b.jpg": st()}
+    state = StoreState(items, {}, {})
+    assert vanished_roots([ROOT], [ROOT], [], [], state) == [ROOT]  # missing
+    assert vanished_roots([ROOT], [], [], [], state) == [ROOT]  # empty
+    assert vanished_roots([ROOT], [], [e("a.jpg")], [], state) == []  # there
+    assert vanished_roots(["/new"], ["/new"], [], [], state) == []  # never indexed
+    p = plan([], items=items, kept_roots=[ROOT])
+    assert p.gone_items == [] and f"{ROOT}/a.jpg" in p.known_items
+    assert plan([], items=items).gone_items == [f"{ROOT}/a.jpg"]  # --prune

@@ -100,15 +100,14 @@ def vanished_roots(roots: Sequence[str], missing: Sequence[str], entries: Sequen
     (not there, or neither a folder nor a file: an unmounted drive, a share that is
     down, a renamed folder) and folders the scan found empty (an empty mount point).
     Their rows are kept unless the run prunes them."""
-    known = list(state.items) + list(state.skipped)
     out = []
     for r in roots:
-        if not any(under(p, [r]) for p in known):
-            continue  # nothing indexed there: nothing to keep
-        if r in missing:
-            out.append(r)
-        elif not any(under(e.path, [r]) for e in entries) and not any(
-                under(p.path, [r]) for p in problems):
+        looks_gone = r in missing or not (
+            any(under(e.path, [r]) for e in entries)
+            or any(under(p.path, [r]) for p in problems))
+        # (checked first: what the scan saw answers at once; the store's paths are
+        # looked through only for a root that looks gone)
+        if looks_gone and any(under(p, [r]) for p in (*state.items, *state.skipped)):
             out.append(r)
     return out
 

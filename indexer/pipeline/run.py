@@ -205,6 +205,10 @@ def _index(roots: Sequence[str], store: Store, encoders: list[Encoder],
         execute(plan, settings, store, columns, options, report, writer, embedder, run_time)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(spill_dir))  # .spill itself, now empty
+        except OSError:
+            pass
     finish(store, plan, report, columns, encoders, state.incomplete, start_version)
     report.seconds = time.monotonic() - t0
     store.meta.update(last_run={"finished": time.time(), "roots": roots, **report.as_dict()})

@@ -93,6 +93,10 @@ class Store:
                     f"no Loupe index at {self.dir}: run `loupe index PATH` first "
                     "(or pass --db / set LOUPE_DB)"
                 )
+            if tables_uri and lancedb.connect(tables_uri).list_tables().tables:
+                # Another index folder writes there: its writer lock would not cover us.
+                raise LoupeError(f"the tables at {tables_uri} already belong to an index; "
+                                 "open that index's folder, or give a new --tables-uri")
             IndexMeta.create(self.dir, tables_uri)
         self.meta = IndexMeta(self.dir)
         recorded = self.meta.tables_uri
