@@ -1,4 +1,4 @@
-"""The atlas (search/atlas.py) at scale: UMAP and PCA maps of ``--n`` (100k) items.
+"""The atlas (search/explain/atlas.py) at scale: UMAP and PCA maps of ``--n`` (100k) items.
 
 A Loupe store of ``--n`` synthetic unit vectors of dimension ``--dim`` (512), drawn
 around ``--clusters`` (50) random centres (photos; paths in 100 folders), is built once

@@ -1,6 +1,6 @@
 """Reading vectors by id from the store: the re-scoring step of a PQ index.
 
-A PQ index's candidates (100 to 1,000 per query, ``search/ann_plan.py``) are re-scored
+A PQ index's candidates (100 to 1,000 per query, ``search/ann/plan.py``) are re-scored
 with their whole vectors, read from LanceDB by id (``Store.vectors_of``). Without an
 index on ``id`` that read scans the whole id column on every query. This builds an items
 table of N rows (512-d vectors, made once), then times ``vectors_of`` for 100 and 1,000
@@ -10,7 +10,7 @@ random ids:
 2. after ``Store.index_ids()`` (a BTREE scalar index, which index runs build once the
    table passes ``ID_INDEX_MIN_ROWS``), and its build time;
 3. with 5 % more rows appended after the index was built (not yet in the index);
-4. from the vector files a PQ index keeps beside it (``search/position_vectors.py``):
+4. from the vector files a PQ index keeps beside it (``search/ann/position_vectors.py``):
    float32 rows in index position order, memory-mapped (warm page cache: the file was
    just written; on a cold cache each row is one random 2 KiB read from local disk);
 

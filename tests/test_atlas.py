@@ -1,5 +1,5 @@
-"""The atlas (search/atlas.py): a 2-D map of the index, cached per store version; and its
-page in the UI (ui/atlas_view.py, driven by AppTest)."""
+"""The atlas (search/explain/atlas.py, atlas_select.py): a 2-D map of the index, cached
+per store version; and its page in the UI (ui/views/atlas.py, driven by AppTest)."""
 
 from __future__ import annotations
 

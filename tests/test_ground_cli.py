@@ -1,5 +1,5 @@
-"""Grounding what the index knows (search/groundings.py), its cache, drawing, and
-``loupe ground``, with the tiny random Kosmos-2 of tests/tiny_models.py."""
+"""Grounding what the index knows (search/explain/grounding/cache.py), its cache,
+drawing, and ``loupe ground``, with the tiny random Kosmos-2 of tests/helpers/tiny_models.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Kosmos-2 grounding (search/grounding.py): answer parsing and box mapping on canned
+"""Kosmos-2 grounding (search/explain/grounding/kosmos2.py): answer parsing and box
+mapping on canned
 answers, the image preprocessing the mapping relies on, a tiny real Kosmos-2 saved and
 loaded like a local model folder, batched generation identical to the model card's
 one-picture-at-a-time code, and the one-line errors."""
