@@ -6,13 +6,12 @@ import argparse
 import json
 
 from loupe.indexer import LoupeError
-from loupe.search.cli.common import EXIT_OK, add_db, open_store
+from loupe.search.cli.common import EXIT_OK, add_db
 from loupe.search.cli.pictures import (
     add_model_args,
     add_target_args,
-    picture_encoder,
+    picture_vectors,
     print_shares,
-    resolve_targets,
 )
 
 NAME = "attribute"
@@ -42,16 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Attribute each target and print the shares and their evidence (or JSON)."""
-    from loupe.search.explain import attribute, load_vocabulary, target_vectors
+    from loupe.search.explain import attribute, load_vocabulary
 
     for vocab in (args.artists, args.movements):
         load_vocabulary(vocab)  # a bad file fails before the model loads
     if args.k < 1 or not args.temperature > 0:
         raise LoupeError("-k must be at least 1 and --temperature above 0")
-    store = open_store(args, required=False)
-    targets = resolve_targets(args, store)
-    encoder, column = picture_encoder(args, store)
-    vectors = target_vectors(encoder, targets, store, column)
+    store, targets, encoder, column, vectors = picture_vectors(args)
     results = attribute(vectors, targets, encoder, store, column, args.top, args.k,
                         args.temperature, args.artists, args.movements)
     if args.json:

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 
 from loupe.indexer import LoupeError, Modality
-from loupe.search.cli.common import DEVICE_HELP, db_dir
+from loupe.search.cli.common import DEVICE_HELP, db_dir, open_store
 
 
 def add_target_args(p: argparse.ArgumentParser) -> None:
@@ -54,6 +54,17 @@ def resolve_targets(args: argparse.Namespace, store) -> list:
     if args.top < 1:
         raise LoupeError("--top must be at least 1")
     return [resolve_target(t, store, args.at) for t in args.targets]
+
+
+def picture_vectors(args: argparse.Namespace) -> tuple:
+    """(store or None, targets, encoder, column, their vectors): what tag and attribute
+    both start from."""
+    from loupe.search.explain import target_vectors
+
+    store = open_store(args, required=False)
+    targets = resolve_targets(args, store)
+    encoder, column = picture_encoder(args, store)
+    return store, targets, encoder, column, target_vectors(encoder, targets, store, column)
 
 
 def print_shares(title: str, tags: Sequence, other: float | None, indent: str = "  ") -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from loupe.search.cli.common import EXIT_OK, add_db, open_store
+from loupe.search.cli.common import EXIT_OK, add_db
 from loupe.search.cli.pictures import (
     add_model_args,
     add_target_args,
-    picture_encoder,
+    picture_vectors,
     print_shares,
-    resolve_targets,
 )
 
 NAME = "tag"
@@ -37,13 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Tag each target and print its labels' shares (or JSON)."""
-    from loupe.search.explain import TagResult, load_vocabulary, tag_vectors, target_vectors
+    from loupe.search.explain import TagResult, load_vocabulary, tag_vectors
 
     vocab = load_vocabulary(args.labels)
-    store = open_store(args, required=False)
-    targets = resolve_targets(args, store)
-    encoder, column = picture_encoder(args, store)
-    vectors = target_vectors(encoder, targets, store, column)
+    store, targets, encoder, column, vectors = picture_vectors(args)
     shares = tag_vectors(vectors, encoder, vocab, args.top, store)
     results = [TagResult(t.as_dict(), tags, other, vocab.name, encoder.spec.describe())
                for t, (tags, other) in zip(targets, shares, strict=True)]

@@ -117,11 +117,11 @@ def _acquire(path: str, db_dir: str, command: str, wait: bool,
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                line = (f"the index at {db_dir} is being written by "
-                        f"{describe(holder(os.path.dirname(path)))}")
-                if not wait:
-                    raise LoupeError(line + " (without --no-wait, this run waits)") from None
-                if not told and on_wait is not None:
+                if not wait or (not told and on_wait is not None):  # who: said once
+                    line = (f"the index at {db_dir} is being written by "
+                            f"{describe(holder(os.path.dirname(path)))}")
+                    if not wait:
+                        raise LoupeError(line + " (without --no-wait, this run waits)") from None
                     on_wait(line + "; waiting for it to finish (Ctrl-C stops waiting)")
                     told = True
                 time.sleep(POLL_SECONDS)
