@@ -278,7 +278,7 @@ def tiny_model_dir(work: str, seed: int = 0) -> str:
     if os.path.exists(os.path.join(path, "open_clip_config.json")):
         return path
     sys.path.insert(0, str(REPO / "tests"))
-    from tiny_models import make_tiny_clip_dir
+    from helpers.tiny_models import make_tiny_clip_dir
 
     return make_tiny_clip_dir(path, seed=seed)
 

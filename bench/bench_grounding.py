@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 def main() -> None:
     import torch
+    from helpers.tiny_models import make_tiny_kosmos2_dir
     from PIL import Image
-    from tiny_models import make_tiny_kosmos2_dir
     from transformers import AutoProcessor, Kosmos2Config, Kosmos2ForConditionalGeneration
 
     from loupe.search.explain.grounding.kosmos2 import Grounder

@@ -132,7 +132,7 @@ def tiny_imagebind_dir(work: str) -> str:
     path = os.path.join(work, "models", "tiny-imagebind-seed0")
     if not os.path.exists(os.path.join(path, "imagebind_config.json")):
         sys.path.insert(0, str(REPO / "tests"))
-        from tiny_models import make_tiny_imagebind_dir
+        from helpers.tiny_models import make_tiny_imagebind_dir
 
         make_tiny_imagebind_dir(path, seed=0)
     return path

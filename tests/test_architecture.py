@@ -232,3 +232,30 @@ def test_public_surfaces_name_what_exists(package):
     assert mod.__all__, package
     for name in mod.__all__:
         assert getattr(mod, name) is not None
+
+
+def test_benchmarks_and_scripts_import_what_exists():
+    """bench/ is not run by the tests; a module moved by a refactor must not leave it
+    importing names that are gone (as the tests' helpers once moved under it)."""
+    import importlib
+
+    helpers = {p.stem for p in (REPO / "tests" / "helpers").glob("*.py")}
+    missing = []
+    for path in sorted((REPO / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
+                continue
+            if node.module in helpers:  # the flat name they had before tests/helpers/
+                missing.append(f"{path.name}: {node.module} (now helpers.{node.module})")
+                continue
+            if node.module.split(".")[0] not in ("loupe", "helpers"):
+                continue
+            try:
+                mod = importlib.import_module(node.module)
+            except ImportError as e:
+                missing.append(f"{path.name}: {node.module} ({e})")
+                continue
+            missing += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                        if not hasattr(mod, a.name)
+                        and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+    assert not missing, missing

@@ -79,3 +79,75 @@ def test_an_index_fault_stops_the_run_and_blames_no_file(target, name, code, wor
     monkeypatch.undo()
     assert _index(archive, db, tiny_clip_dir) == 0
     assert _state(db) == clean
+
+
+def test_a_video_whose_spill_cannot_fit_is_refused_before_it_is_decoded(
+        archive, tmp_path, tiny_clip_dir, clean, monkeypatch, capsys):
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(1 << 30, 1 << 30, 10 << 20))
+    written = _fail_with(monkeypatch, results, "open", errno.ENOSPC, after=10**9)  # counts
+    db = tmp_path / "db"
+    capsys.readouterr()
+    assert _index(archive, db, tiny_clip_dir) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "too full for v.webm: it needs about" in err[0], err
+    assert "the disk has 10 MiB free" in err[0] and err[0].endswith("committed so far is kept")
+    assert written[0] == 0  # refused before a single frame was spilled
+    assert Store(str(db)).skipped_rows() == []
+    monkeypatch.undo()
+    assert _index(archive, db, tiny_clip_dir) == 0
+    assert _state(db) == clean
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A real 16 MiB tmpfs (root with mount rights only; skipped elsewhere)."""
+    import subprocess
+
+    where = tmp_path / "mnt"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root, or no mount rights)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _remount(where: Path, options: str) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
+
+
+def test_a_real_full_then_read_only_mount_stops_the_run_and_a_rerun_completes(
+        archive, small_mount, tmp_path, tiny_clip_dir, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (archive / "noise").mkdir()
+    for i in range(40):  # noisy photos: more index than the room left on the mount
+        pixels = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(archive / "noise" / f"n{i}.png")
+    assert _index(archive, tmp_path / "clean", tiny_clip_dir) == 0
+    filler = small_mount / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (shutil.disk_usage(small_mount).free - (160 << 10)))
+    db = small_mount / "db"
+    capsys.readouterr()
+    assert _index(archive, db, tiny_clip_dir) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "full" in err[0] and "is kept" in err[0], err
+    assert Store(str(db)).skipped_rows() == []
+    _remount(small_mount, "ro")
+    assert _index(archive, db, tiny_clip_dir) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is read-only" in err[0], err
+    _remount(small_mount, "rw")
+    filler.unlink()
+    assert _index(archive, db, tiny_clip_dir) == 0
+    assert _state(db) == _state(tmp_path / "clean")

@@ -129,16 +129,54 @@ def test_two_runs_at_once_and_an_add_beside_them_end_complete(corpus, tmp_path, 
     for p in [*runs, add]:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
+    _assert_complete(db, models=2, files=6)
+
+
+def _assert_complete(db: Path, models: int, files: int) -> None:
+    """Every model recorded and filled, no file recorded bad, no duplicate row, every
+    file with all of its rows and vectors, no spill left."""
     store = Store(str(db))
-    assert len(store.meta.encoders) == 2 and store.meta.incomplete_columns == []
+    assert len(store.meta.encoders) == models and store.meta.incomplete_columns == []
     assert store.skipped_rows() == []
     rows = store.items(create=False).to_arrow().to_pylist()
     assert len({r["id"] for r in rows}) == len(rows)  # no duplicates
-    for f in store.file_rows():  # every file has all of its rows, with both vectors
+    recorded = store.file_rows()
+    assert len(recorded) == files
+    for f in recorded:  # every file has all of its rows, with every vector
         mine = [r for r in rows if r["path"] == f["path"]]
         assert len(mine) == f["rows"] > 0, f["path"]
         assert all(r[c] is not None for r in mine for c in store.meta.encoders), f["path"]
     assert not (db / ".spill").exists()
+
+
+@pytest.mark.slow
+def test_runs_over_disjoint_folders_and_a_ui_run_beside_them_end_complete(
+        corpus, tmp_path, tiny_clip_dir):
+    from loupe.ui.services import IndexJob
+
+    folders = [tmp_path / name for name in ("a", "b", "ui")]
+    videos = ["three_shots.mp4", "three_shots_10s.webm", "three_shots_10s.webm"]
+    for i, (d, v) in enumerate(zip(folders, videos, strict=True)):
+        d.mkdir()
+        shutil.copy(corpus / "video" / v, d / v)
+        solid(d / "p.png", (80 * i, 30, 90))
+    db = tmp_path / "db"
+    seed = tmp_path / "seed"
+    solid(seed / "s.png", (1, 2, 3))
+    assert _index(seed, db, tiny_clip_dir) == 0  # the UI adds folders to an index with a model
+    base = ["--db", str(db), "--workers", "1", "--quiet", "--every", "0.5", "--commit-rows", "8"]
+    runs = [subprocess.Popen([*_loupe_cmd(), "index", str(d), "--model", tiny_clip_dir, *base],
+                             stderr=subprocess.PIPE, text=True) for d in folders[:2]]
+    job = IndexJob()
+    job.workers = 1
+    job.start(str(db), str(folders[2]))  # the UI's "Index a folder", in this process
+    for p in runs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    job.join(600)
+    state = job.state()
+    assert not state.running and state.error is None and state.report["files_seen"] == 2
+    _assert_complete(db, models=1, files=7)
 
 
 def test_each_run_spills_in_its_own_folder_and_the_dead_ones_are_cleared(

@@ -46,6 +46,31 @@ class Item:
     src: int = 0  # row of this item's input in its spill (frames and windows counted apart)
 
 
+SPILL_HEADROOM = 64 << 20  # bytes the spill leaves free on its disk (at most 1/20 of it)
+
+
+def ensure_room(spill_dir: str, nbytes: int, what: str) -> None:
+    """Refuse (:class:`IndexFault`) to spill ``nbytes`` for ``what`` when the spill
+    folder's disk has not that much free (plus a margin): said before decoding a long
+    video, instead of filling the disk half way through it."""
+    import shutil
+
+    try:
+        disk = shutil.disk_usage(spill_dir)
+    except OSError as e:
+        raise IndexFault.of(spill_dir, e) from e
+    if nbytes + min(SPILL_HEADROOM, disk.total // 20) > disk.free:
+        raise IndexFault(
+            f"the index folder {os.path.dirname(os.path.dirname(spill_dir))} is too full for "
+            f"{what}: it needs about {_mib(nbytes)} of model inputs spilled and the disk "
+            f"has {_mib(disk.free)} free; free some space, or sample it less often "
+            "(--every); the work committed so far is kept")
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MiB" if n >= 1 << 20 else f"{n:,} bytes"
+
+
 @dataclass
 class Spill:
     """Model inputs of one file appended to raw files: read with :meth:`arrays`.

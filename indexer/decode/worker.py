@@ -16,6 +16,7 @@ need them: a worker that only meets photos never loads them.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import replace
 
@@ -26,6 +27,7 @@ from loupe.indexer.decode.results import (
     Item,
     PartResult,
     Spill,
+    ensure_room,
 )
 from loupe.indexer.fingerprint import FULL_HASH_LIMIT, fingerprint_bytes, fingerprint_file
 from loupe.indexer.kinds import ItemKind, MediaKind, SkipCode
@@ -201,6 +203,10 @@ def _sample_video(res: FileResult, settings: DecodeSettings, stem: str,
     assert res.spill is not None and settings.spill_dir is not None
     with sampler:
         res.duration = sampler.declared_duration
+        if sampler.span_seconds:  # 10 % over the sampling rate: cuts add frames
+            frames = math.ceil(sampler.span_seconds / settings.frame_interval * 1.1) + 1
+            per_frame = sum(3 * h * w for h, w in (p.size for p in settings.preprocesses))
+            ensure_room(settings.spill_dir, frames * per_frame, os.path.basename(res.path))
         n = 0
         for fr in sampler:
             for i, pre in enumerate(settings.preprocesses):

@@ -245,7 +245,17 @@ class FrameSampler(StreamReader, Iterator[VideoFrame]):
         self.edges = SegmentEdges()
         self._container, self._stream = _open(path)  # raises before iteration starts
         self.declared_duration = declared_duration(self._container, self._stream)
+        self.span_seconds = self._span()
         self._gen = self._run()
+
+    def _span(self) -> float | None:
+        """Seconds this sampler will cover (its segment, else the declared duration)."""
+        tb = self._stream.time_base
+        if tb and self.end_pts is not None:
+            start = self.start_pts if self.start_pts is not None else (
+                self._stream.start_time or 0)
+            return float((self.end_pts - start) * Fraction(tb))
+        return self.declared_duration
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """Decoded frames; bad packets are skipped and summarised in ``problems``."""

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from loupe.indexer.errors import LoupeError
+from loupe.indexer.errors import IndexFault, LoupeError
 
 LOCK_NAME = ".writer.lock"
 POLL_SECONDS = 0.25
@@ -108,8 +108,11 @@ def writer_lock(db_dir: str, command: str, wait: bool = True,
 
 def _acquire(path: str, db_dir: str, command: str, wait: bool,
              on_wait: Callable[[str], None] | None) -> int:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a read-only or full index folder: the run's fault, said in a line
+        raise IndexFault.of(db_dir, e) from e
     told = False
     try:
         while True:
