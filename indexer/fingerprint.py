@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import BinaryIO
 
 FULL_HASH_LIMIT = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -26,11 +27,20 @@ def fingerprint_file(path: str, size: int | None = None) -> str:
     if size is None:
         size = os.path.getsize(path)
     with open(path, "rb") as f:
-        if size <= FULL_HASH_LIMIT:
-            return fingerprint_bytes(f.read())
-        h = hashlib.blake2b(digest_size=16)
-        h.update(str(size).encode())
-        for i in range(SAMPLES):
-            f.seek((size - CHUNK) * i // (SAMPLES - 1))
-            h.update(f.read(CHUNK))
-        return "s:" + h.hexdigest()
+        return fingerprint_open(f, size)
+
+
+def fingerprint_open(f: BinaryIO, size: int) -> str:
+    """Fingerprint of an open file of ``size`` bytes, read from its start (a small file
+    is hashed a chunk at a time: the same digest as :func:`fingerprint_bytes`)."""
+    h = hashlib.blake2b(digest_size=16)
+    if size <= FULL_HASH_LIMIT:
+        f.seek(0)
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+        return h.hexdigest()
+    h.update(str(size).encode())
+    for i in range(SAMPLES):
+        f.seek((size - CHUNK) * i // (SAMPLES - 1))
+        h.update(f.read(CHUNK))
+    return "s:" + h.hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -11,12 +12,20 @@ import numpy as np
 
 from loupe.indexer.encoders import Encoder, encoder_from_spec
 from loupe.indexer.errors import LoupeError
-from loupe.search.ann import VectorIndex, load_index
+from loupe.search.ann import CATALOG_CAPTURE, CaptureFilter, VectorIndex, load_index
 from loupe.search.explain.duplicates import check_threshold, drop_near_duplicates
 from loupe.search.explain.tags import ids_with_tags
-from loupe.search.query import Term, modalities, parse_query, query_vector
+from loupe.search.query import QueryLimits, Term, modalities, parse_query, query_vector
 from loupe.search.store import Store
 from loupe.search.thumbs import item_row
+
+SORTS = ("relevance", "newest", "oldest")
+# A search sorted by date keeps the hits scoring at least this share of the best hit's
+# score (unless given min_score): the date order of the archive's relevant part, not of
+# all of it. Scale-free across models and query kinds (a text query's best cosine is
+# ~0.3 with CLIP, a picture's near 1).
+RELATIVE_FLOOR = 0.8
+DATE_SORT_POOL = 10_000  # best raw hits (photos, frames, windows) a date order draws from
 
 
 @dataclass
@@ -42,6 +51,16 @@ class Hit:
     timestamp: float | None = None  # the best moment, for video frames and sound windows
     end: float | None = None  # sound windows: end of the window's audio
     moments: list[Moment] = field(default_factory=list)  # best first (grouped results)
+    # what the camera knew (a video's hit: its file's); None where unknown
+    taken_at: float | None = None  # UTC seconds, when the file says its zone
+    taken_local: str | None = None  # the camera's wall clock, ISO 8601
+    lat: float | None = None
+    lon: float | None = None
+    alt: float | None = None  # metres
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    place: str | None = None  # nearest town: "Lisbon, Lisbon, PT"
 
     def as_dict(self) -> dict:
         """JSON-ready."""
@@ -57,6 +76,17 @@ class SearchResult:
     seconds: float  # the search itself (the model and the index were loaded before)
     load_seconds: float  # loading the model and the index for it (0 once loaded)
     hidden: int = 0  # near-duplicate hits left out
+
+
+@dataclass
+class EmbeddedQuery:
+    """A query's terms as one unit vector (:meth:`Searcher.embed_query`), to search with
+    (:meth:`Searcher.search_embedded`)."""
+
+    vector: np.ndarray
+    column: str  # the vector column of the model that embedded it
+    seconds: float  # embedding the terms, decoding their pictures and sounds included
+    load_seconds: float  # loading the model (0 once loaded)
 
 
 class Searcher:
@@ -78,6 +108,7 @@ class Searcher:
         self.column, self.spec = store.meta.query_column(encoder.spec if encoder else None)
         if encoder is not None:
             self._encoders[self.column] = encoder
+        self._loading = threading.Lock()  # a model loads once, whichever thread asks
         self.last_query_seconds = 0.0
         self.last_hidden = 0  # near-duplicate hits hidden by the last search (dedupe)
 
@@ -89,16 +120,19 @@ class Searcher:
     def encoder_of(self, column: str | None = None) -> Encoder:
         """The encoder of a column (loaded on first use)."""
         column = column or self.column
-        if column not in self._encoders:
-            spec = self.store.meta.encoders[column]
-            self._encoders[column] = encoder_from_spec(spec, self._device)
-        return self._encoders[column]
+        with self._loading:
+            if column not in self._encoders:
+                spec = self.store.meta.encoders[column]
+                self._encoders[column] = encoder_from_spec(spec, self._device)
+            return self._encoders[column]
 
     def index_of(self, column: str | None = None) -> VectorIndex:
-        """The FAISS index of a column, fresh with respect to the store."""
+        """The FAISS index of a column, fresh with respect to the store (its rows, and
+        captures written into them since)."""
         column = column or self.column
         idx = self._indexes.get(column)
-        if idx is None or idx.info.version != self.store.version():
+        if idx is None or idx.info.version != self.store.version() or (
+                idx.info.capture_rev != self.store.capture_rev()):
             idx = self._indexes[column] = load_index(self.store, column, previous=idx)
         return idx
 
@@ -131,10 +165,20 @@ class Searcher:
                       folder: str | None = None, column: str | None = None,
                       group: bool = True, moments: int = 3, since: float | None = None,
                       until: float | None = None, dedupe: float | None = None,
-                      tags: Sequence[str] = ()) -> list[Hit]:
+                      tags: Sequence[str] = (), capture: CaptureFilter | None = None,
+                      sort: str = "relevance", min_score: float | None = None) -> list[Hit]:
         """Top-k hits for a unit query vector, with optional kind/folder/date filters
         (``since``/``until``: file modification time, seconds since the epoch) and
         ``tags``: only items whose stored zero-shot tags include every one of them.
+        ``capture``: only items whose camera knew so (taken between two dates, near a
+        place, camera, lens: :class:`~loupe.search.ann.CaptureFilter`).
+
+        ``sort``: "relevance" (best first), or "newest" / "oldest" by date taken (see
+        ``CaptureFilter``; with its ``or_modified``, the mtime where there is none),
+        items without a date last, ties by score then id; a date order is drawn from
+        the hits scoring at least ``min_score`` (default for a date order:
+        ``RELATIVE_FLOOR`` times the best hit's score), at most ``DATE_SORT_POOL`` of
+        them. ``min_score`` (a cosine) also cuts a relevance order.
 
         ``group``: a video or sound file appears once, at the rank of its best moment,
         with up to ``moments`` best moments; otherwise every frame / window is a hit.
@@ -146,15 +190,26 @@ class Searcher:
         self.last_hidden = 0
         if dedupe is not None:
             check_threshold(dedupe)
+        if sort not in SORTS:
+            raise LoupeError(f"sort by {' / '.join(SORTS)}, not {sort!r}")
         index = self.index_of(column)
-        mask = index.catalog.mask(kind=kind, folder=folder, since=since, until=until)
+        mask = index.catalog.mask(kind=kind, folder=folder, since=since, until=until,
+                                  capture=capture)
         if tags:
             tagged = np.isin(index.catalog.ids, list(ids_with_tags(self.store, tags)))
             mask = tagged if mask is None else (mask & tagged)
         if mask is not None and not mask.any():
             return []
+        if sort != "relevance":
+            hits, where = self._by_date(index, vector, mask, group, moments,
+                                        sort == "newest", min_score,
+                                        capture is not None and capture.or_modified)
+            if dedupe is not None:
+                hits, self.last_hidden = _dedupe(index, hits, where, dedupe, k)
+            return _described(index, hits[:k], where)
         if not group and dedupe is None:
-            return self._raw(index, vector, k, mask)[0]
+            hits, where = self._raw(index, vector, k, mask)
+            return _described(index, _above(hits, min_score), where)
         n = len(index)
         fetch = k * 4 + 32
         while True:
@@ -164,16 +219,45 @@ class Searcher:
                             else (hits, 0))
             if len(hits) >= k or len(raw) < min(fetch, n) or fetch >= n:
                 self.last_hidden = hidden
-                return hits[:k]
+                return _described(index, _above(hits[:k], min_score), where)
             fetch *= 4
+
+    def _by_date(self, index: VectorIndex, vector: np.ndarray, mask: np.ndarray | None,
+                 group: bool, moments: int, newest: bool, min_score: float | None,
+                 or_modified: bool) -> tuple[list[Hit], dict[str, int]]:
+        """Every hit above the relevance floor (of the best ``DATE_SORT_POOL``), by date
+        (see :meth:`search_vector`), and the index position of each hit's id."""
+        cap = min(len(index), DATE_SORT_POOL)
+        fetch = min(cap, 256)
+        while True:
+            raw, where = self._raw(index, vector, fetch, mask)
+            if not raw:
+                return [], where
+            floor = min_score if min_score is not None else relative_floor(raw[0].score)
+            if len(raw) < fetch or raw[-1].score < floor or fetch >= cap:
+                break
+            fetch = min(cap, fetch * 4)
+        raw = [h for h in raw if h.score >= floor]
+        hits = _group(raw, moments) if group else raw
+        keys = index.catalog.date_keys(np.array([where[h.id] for h in hits], np.int64),
+                                       or_modified)
+        sign = -1.0 if newest else 1.0
+
+        def order(i: int) -> tuple:
+            dated = not np.isnan(keys[i])
+            return (not dated, sign * keys[i] if dated else 0.0, -hits[i].score, hits[i].id)
+
+        return [hits[i] for i in sorted(range(len(hits)), key=order)], where
 
     def search(self, query: Sequence[str] | Sequence[Term], k: int = 10,
                kind: str | None = None, folder: str | None = None,
                group: bool = True, since: float | None = None,
                until: float | None = None, dedupe: float | None = None,
-               tags: Sequence[str] = ()) -> list[Hit]:
+               tags: Sequence[str] = (), capture: CaptureFilter | None = None,
+               sort: str = "relevance", min_score: float | None = None) -> list[Hit]:
         """Search with CLI-style tokens (``["dog", "+", "beach.jpg"]``) or parsed terms;
-        ``dedupe`` and ``tags`` as in :meth:`search_vector`."""
+        ``dedupe``, ``tags``, ``capture``, ``sort`` and ``min_score`` as in
+        :meth:`search_vector`."""
         t0 = time.perf_counter()
         terms = list(query)
         if terms and not isinstance(terms[0], Term):
@@ -182,21 +266,21 @@ class Searcher:
         vec = query_vector(terms, self.encoder_of(column))  # type: ignore[arg-type]
         hits = self.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
                                   group=group, since=since, until=until, dedupe=dedupe,
-                                  tags=tags)
+                                  tags=tags, capture=capture, sort=sort, min_score=min_score)
         self.last_query_seconds = time.perf_counter() - t0
         return hits
 
-    def query(self, terms: Sequence[Term], k: int = 10, kind: str | None = None,
-              folder: str | None = None, group: bool = True, column: str | None = None,
-              since: float | None = None, until: float | None = None,
-              dedupe: float | None = None, tags: Sequence[str] = ()) -> SearchResult:
-        """Search parsed terms like ``loupe search`` does: with the first model that
-        embeds every term (or ``column``'s, checked against the terms), the model and
-        index loaded outside the timing."""
+    def embed_query(self, terms: Sequence[Term], column: str | None = None,
+                    limits: QueryLimits | None = None) -> EmbeddedQuery:
+        """Parsed terms as one query vector, within ``limits``: with the first model that
+        embeds every term (or ``column``'s, checked against the terms).
+
+        Only the model is used (loaded on first use): no table and no FAISS index, so
+        that a UI can decode and embed a viewer's upload without holding up the
+        searches of others (see :meth:`search_embedded`).
+        """
         if not terms:
             raise LoupeError("empty query: give words, a picture, a sound, or a mix")
-        if k < 1:
-            raise LoupeError("ask for at least one result")
         needs = modalities(terms)
         if column is None:
             column = self.column_for(needs)
@@ -207,13 +291,47 @@ class Searcher:
             column = self.store.meta.query_column(known[column], needs)[0]
         t0 = time.perf_counter()
         encoder = self.encoder_of(column)
-        self.index_of(column)
         t1 = time.perf_counter()
-        vec = query_vector(terms, encoder)
-        hits = self.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
-                                  group=group, since=since, until=until, dedupe=dedupe,
-                                  tags=tags)
-        return SearchResult(hits, column, time.perf_counter() - t1, t1 - t0, self.last_hidden)
+        vec = query_vector(terms, encoder, limits or QueryLimits())
+        return EmbeddedQuery(vec, column, time.perf_counter() - t1, t1 - t0)
+
+    def search_embedded(self, query: EmbeddedQuery, k: int = 10, kind: str | None = None,
+                        folder: str | None = None, group: bool = True,
+                        since: float | None = None, until: float | None = None,
+                        dedupe: float | None = None, tags: Sequence[str] = (),
+                        capture: CaptureFilter | None = None, sort: str = "relevance",
+                        min_score: float | None = None) -> SearchResult:
+        """The hits of an embedded query (:meth:`embed_query`), filtered and sorted as in
+        :meth:`search_vector`; its index is loaded (or refreshed) outside the timing."""
+        if k < 1:
+            raise LoupeError("ask for at least one result")
+        t0 = time.perf_counter()
+        self.index_of(query.column)
+        t1 = time.perf_counter()
+        hits = self.search_vector(query.vector, k=k, kind=kind, folder=folder,
+                                  column=query.column, group=group, since=since,
+                                  until=until, dedupe=dedupe, tags=tags, capture=capture,
+                                  sort=sort, min_score=min_score)
+        return SearchResult(hits, query.column, query.seconds + time.perf_counter() - t1,
+                            query.load_seconds + t1 - t0, self.last_hidden)
+
+    def query(self, terms: Sequence[Term], k: int = 10, kind: str | None = None,
+              folder: str | None = None, group: bool = True, column: str | None = None,
+              since: float | None = None, until: float | None = None,
+              dedupe: float | None = None, tags: Sequence[str] = (),
+              limits: QueryLimits | None = None, capture: CaptureFilter | None = None,
+              sort: str = "relevance", min_score: float | None = None) -> SearchResult:
+        """Search parsed terms like ``loupe search`` does: with the first model that
+        embeds every term (or ``column``'s, checked against the terms), the model and
+        index loaded outside the timing. :meth:`embed_query` then
+        :meth:`search_embedded`."""
+        if not terms:
+            raise LoupeError("empty query: give words, a picture, a sound, or a mix")
+        if k < 1:
+            raise LoupeError("ask for at least one result")
+        return self.search_embedded(self.embed_query(terms, column, limits), k, kind,
+                                    folder, group, since, until, dedupe, tags, capture,
+                                    sort, min_score)
 
     def more_like(self, item_id: str, k: int = 10, kind: str | None = None,
                   folder: str | None = None, group: bool = True,
@@ -241,6 +359,27 @@ class Searcher:
             return SearchResult(hits, col, time.perf_counter() - t1, t1 - t0)
         raise LoupeError(f"{os.path.basename(row['path'])} has no vector to compare with yet "
                          "(re-index to compute it)")
+
+def relative_floor(best: float) -> float:
+    """The default relevance floor of a date order: ``RELATIVE_FLOOR`` of the best
+    score (as far below a negative best)."""
+    return best - (1.0 - RELATIVE_FLOOR) * abs(best)
+
+
+def _above(hits: list[Hit], floor: float | None) -> list[Hit]:
+    return hits if floor is None else [h for h in hits if h.score >= floor]
+
+
+def _described(index: VectorIndex, hits: list[Hit], where: dict[str, int]) -> list[Hit]:
+    """``hits`` with what the camera knew, from the index's catalog (one take)."""
+    if not hits:
+        return hits
+    rows = index.catalog.captures_at([where[h.id] for h in hits])
+    for h, row in zip(hits, rows, strict=True):
+        for name in CATALOG_CAPTURE:
+            setattr(h, name, row[name])
+    return hits
+
 
 def _dedupe(index: VectorIndex, hits: list[Hit], where: dict[str, int], threshold: float,
             k: int) -> tuple[list[Hit], int]:

@@ -2,6 +2,8 @@
 
 A query is a list of terms, each a weight and a text, an image file or a sound file.
 Its vector is the normalised weighted sum of the terms' unit vectors (rclip's syntax).
+What one query may cost is bounded (:class:`QueryLimits`), whoever asks: the CLI, the
+UI, a caller of the library.
 """
 
 from __future__ import annotations
@@ -16,11 +18,43 @@ import numpy as np
 from loupe.indexer.encoders.base import Encoder, l2_normalise
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import MediaKind, Modality
-from loupe.indexer.media.image import ImageDecodeError, decode_image_file
+from loupe.indexer.media.image import (
+    QUERY_FORMATS,
+    QUERY_MAX_PIXELS,
+    ImageDecodeError,
+    decode_image_file,
+)
 from loupe.indexer.media.sniff import AUDIO_EXTS, HEAD_BYTES, IMAGE_EXTS, kind_from_extension, sniff
 
 _WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
 _PREFIXES = {"text:": Modality.TEXT, "image:": Modality.IMAGE, "audio:": Modality.AUDIO}
+EMBED_BATCH = 32  # texts or pictures per model call
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """How much work one query may ask for.
+
+    ``terms``: terms at most; ``text_chars``: characters of all its text terms together;
+    ``pixels``: of a query picture, checked from its header before decoding (pictures
+    are also read only as JPEG, PNG, WebP, GIF, TIFF or BMP); ``sound_seconds``: only
+    the first seconds of a query sound are used. Functions given None use these defaults.
+    """
+
+    terms: int = 32
+    text_chars: int = 1000
+    pixels: int = QUERY_MAX_PIXELS
+    sound_seconds: float = 60.0
+
+
+def check_limits(terms: Sequence[Term], limits: QueryLimits) -> None:
+    """LoupeError (one line) when parsed terms ask for more than ``limits`` allow."""
+    if len(terms) > limits.terms:
+        raise LoupeError(f"too many terms in the query: at most {limits.terms} are taken "
+                         "(quote words that belong together)")
+    if sum(len(t.value) for t in terms if t.kind == Modality.TEXT) > limits.text_chars:
+        raise LoupeError(f"the query's words are too long: at most {limits.text_chars:,} "
+                         "characters are taken")
 
 
 @dataclass(frozen=True)
@@ -33,18 +67,22 @@ class Term:
 
 
 def parse_query(
-    tokens: Sequence[str], is_file: Callable[[str], bool] = os.path.isfile
+    tokens: Sequence[str], is_file: Callable[[str], bool] = os.path.isfile,
+    limits: QueryLimits | None = None,
 ) -> list[Term]:
     """Parse CLI tokens into terms.
 
     ``+`` and ``-`` standing alone are operators; ``W:term`` gives a weight;
     ``text:...``, ``image:...`` and ``audio:...`` force a term's kind; otherwise a token
     naming an existing file is a sound if it is an audio file, else an image, and
-    anything else is text.
+    anything else is text. A query over ``limits`` is refused (LoupeError, one line)
+    as soon as that shows, before the rest is read.
     """
+    limits = limits or QueryLimits()
     terms: list[Term] = []
     sign = 1.0
     pending_op = False
+    chars = 0
     for tok in tokens:
         if tok in ("+", "-"):
             sign = sign * (-1.0 if tok == "-" else 1.0)
@@ -74,6 +112,9 @@ def parse_query(
         if not value.strip():
             raise LoupeError("empty query term")
         terms.append(Term(sign * weight, kind, value))
+        chars += len(value) if kind == Modality.TEXT else 0
+        if len(terms) > limits.terms or chars > limits.text_chars:
+            check_limits(terms, limits)
         sign, pending_op = 1.0, False
     if pending_op:
         raise LoupeError("query ends with an operator: add a term after + or -")
@@ -99,9 +140,15 @@ def modalities(terms: Sequence[Term]) -> set[str]:
     return {t.kind for t in terms}
 
 
-def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
-    """The unit vector of a parsed query."""
+def query_vector(terms: Sequence[Term], encoder: Encoder,
+                 limits: QueryLimits | None = None) -> np.ndarray:
+    """The unit vector of a parsed query, within ``limits`` (LoupeError when over):
+    texts and pictures are embedded ``EMBED_BATCH`` at a time, a sound's windows in
+    batches too (:meth:`Encoder.embed_sounds`)."""
     from loupe.indexer.media.audio import AudioDecodeError
+
+    limits = limits or QueryLimits()
+    check_limits(terms, limits)
 
     # The same term twice is one term with the summed weight: "cat - cat" cancels exactly
     # (two rows of one batch need not embed to bitwise-equal vectors).
@@ -115,23 +162,26 @@ def query_vector(terms: Sequence[Term], encoder: Encoder) -> np.ndarray:
     images = [t for t in kept if t.kind == Modality.IMAGE]
     sounds = [t for t in kept if t.kind == Modality.AUDIO]
     total = np.zeros(encoder.dim, np.float64)
-    if texts:
-        vecs = encoder.embed_texts([t.value for t in texts])
-        for t, v in zip(texts, vecs, strict=True):
+    for i in range(0, len(texts), EMBED_BATCH):
+        part = texts[i:i + EMBED_BATCH]
+        vecs = encoder.embed_texts([t.value for t in part])
+        for t, v in zip(part, vecs, strict=True):
             total += t.weight * v
-    if images:
-        pixels = []
-        for t in images:
+    for i in range(0, len(images), EMBED_BATCH):
+        part, pixels = images[i:i + EMBED_BATCH], []
+        for t in part:
             try:
-                pixels.append(decode_image_file(t.value, encoder.preprocess).pixels)
+                pixels.append(decode_image_file(t.value, encoder.preprocess,
+                                                max_pixels=limits.pixels,
+                                                formats=QUERY_FORMATS).pixels)
             except (ImageDecodeError, OSError) as e:
                 raise LoupeError(f"cannot use {t.value} as a query image: {e}") from e
         vecs = encoder.embed_pixels(np.stack(pixels))
-        for t, v in zip(images, vecs, strict=True):
+        for t, v in zip(part, vecs, strict=True):
             total += t.weight * v
     for t in sounds:
         try:
-            total += t.weight * encoder.embed_sounds([t.value])[0]
+            total += t.weight * encoder.embed_sounds([t.value], limits.sound_seconds)[0]
         except AudioDecodeError as e:
             raise LoupeError(f"cannot use {t.value} as a query sound: {e}") from e
     if not np.any(total):

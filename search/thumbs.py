@@ -1,9 +1,10 @@
 """Thumbnails and media of stored items, by item id only (for the web UI and the CLI).
 
 Nothing here takes a path from a person: an item id is looked up in the store, and only
-files that are rows of the index are ever opened. Thumbnails are made once and kept in
-``DB/thumbs/`` under the item's content (fingerprint, and time for a video frame), so a
-renamed file keeps its thumbnail and an edited one gets a new one.
+files that are rows of the index, and still the files that were indexed, are ever opened
+(``loupe.search.served``). Thumbnails are made once and kept in ``DB/thumbs/`` under the
+item's content (fingerprint, and time for a video frame), so a renamed file keeps its
+thumbnail and an edited one gets a new one.
 """
 
 from __future__ import annotations
@@ -19,43 +20,35 @@ from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind
 from loupe.indexer.media.image import ImageDecodeError, upright_image_file
 from loupe.search.explain.attribution import reference_rows
+from loupe.search.served import item_row, open_item
 from loupe.search.store import Store, sql_str
 
 THUMB_SIZE = 320  # longest side, pixels
 
 
-def item_row(store: Store, item_id: str) -> dict:
-    """The stored row of ``item_id``; LoupeError when the index has no such item."""
-    if not isinstance(item_id, str) or not item_id.isalnum():
-        raise LoupeError("not an item id")
-    row = store.get_items([item_id]).get(item_id)
-    if row is None:
-        raise LoupeError(f"no item {item_id} in this index")
-    return row
-
-
 def item_path(store: Store, item_id: str) -> str:
-    """The file of an item of the index (the only way the UI reaches a file)."""
-    path = item_row(store, item_id)["path"]
-    if not os.path.isfile(path):
-        raise LoupeError(f"{path} is no longer there (re-index to update)")
-    return path
+    """The stored path of an item's file, once checked to be the file that was indexed
+    (:func:`loupe.search.served.open_item`); what reads it should rather read the checked
+    file itself, as :func:`item_picture` does."""
+    with open_item(store, item_id) as f:
+        return f.path
 
 
 def item_picture(store: Store, item_id: str) -> Image.Image:
-    """An item's picture at full size (a photo, or a video frame at its timestamp)."""
+    """An item's picture at full size (a photo, or a video frame at its timestamp),
+    decoded from its file only while that is the file that was indexed."""
     from loupe.indexer.media.video import VideoDecodeError, frame_at
 
-    row = item_row(store, item_id)
-    if row["kind"] == ItemKind.AUDIO:
+    if item_row(store, item_id)["kind"] == ItemKind.AUDIO:
         raise LoupeError("a sound window has no picture")
-    path = item_path(store, item_id)
-    try:
-        if row["kind"] == ItemKind.FRAME:
-            return frame_at(path, row["timestamp"])[0]
-        return upright_image_file(path)
-    except (ImageDecodeError, VideoDecodeError) as e:
-        raise LoupeError(f"cannot read {path}: {e}") from e
+    with open_item(store, item_id) as f:
+        row = f.row
+        try:
+            if row["kind"] == ItemKind.FRAME:
+                return frame_at(f.fd_path(), row["timestamp"])[0]
+            return upright_image_file(f.fd_path())
+        except (ImageDecodeError, VideoDecodeError) as e:
+            raise LoupeError(f"cannot read {f.path}: {e}") from e
 
 
 def thumbnail(store: Store, item_id: str, size: int = THUMB_SIZE) -> bytes:

@@ -31,7 +31,7 @@ LAYERS: list[tuple[int, str]] = [
     (2, r"loupe\.indexer\.encoders(\..*)?|loupe\.search\.explain\.grounding\.(kosmos2|draw)"),
     (3, r"loupe\.search\.(store|ann)(\..*)?"),
     (4, r"loupe\.indexer\.decode(\..*)?"),
-    (5, r"loupe\.search\.(query|targets|thumbs)|loupe\.search\.explain(\..*)?"),
+    (5, r"loupe\.search\.(query|targets|served|thumbs)|loupe\.search\.explain(\..*)?"),
     (6, r"loupe\.search\.(engine|status)|loupe\.indexer\.pipeline(\..*)?"),
     (7, r"loupe\.indexer|loupe\.search"),  # the public surfaces, lazily loaded
     (8, r"loupe\.search\.cli(\..*)?|loupe\.ui(\..*)?"),

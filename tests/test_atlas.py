@@ -283,6 +283,7 @@ def test_atlas_page_maps_the_index_and_marks_the_search_hits(tmp_path, monkeypat
     db = tmp_path / "db"
     index_paths([str(root)], Store(str(db), create=True), ToyEncoder(), OPTS)
     monkeypatch.setattr(sys, "argv", [APP, "--db", str(db)])
+    monkeypatch.setenv("LOUPE_UI_GATED", "1")  # as served by server.py
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.text_input(key="query").input("red").run()
     assert at.session_state["results"][0]["path"].endswith("red.png")
@@ -307,6 +308,7 @@ def test_atlas_page_on_an_empty_index(tmp_path, monkeypatch):
     store = Store(str(db), create=True)
     store.register_encoder(ToyEncoder().spec)
     monkeypatch.setattr(sys, "argv", [APP, "--db", str(db)])
+    monkeypatch.setenv("LOUPE_UI_GATED", "1")  # as served by server.py
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("page_atlas.py").run()
     assert not at.exception

@@ -27,7 +27,8 @@ assert len(v.labels) > 100, len(v.labels)
 from loupe.search.cli.ui import ui_command
 app = ui_command("/nowhere")[4]
 assert app.startswith(target) and os.path.isfile(app), app
-for page in ("page_search.py", "page_atlas.py", "page_index.py"):
+for page in ("app.py", "page_search.py", "page_atlas.py", "page_index.py",
+             ".streamlit/config.toml"):
     assert os.path.isfile(os.path.join(os.path.dirname(app), page)), page
 print("ok", len(v.labels))
 """
@@ -51,7 +52,8 @@ def test_the_wheel_holds_the_packages_labels_and_pages(wheel):
     for must in ("loupe/indexer/__init__.py", "loupe/indexer/encoders/registry.py",
                  "loupe/search/store/meta.py", "loupe/search/cli/__main__.py",
                  "loupe/labels/everyday.txt", "loupe/labels/imagenet-1k.txt",
-                 "loupe/ui/app.py", "loupe/ui/page_search.py", "loupe/ui/views/search.py"):
+                 "loupe/ui/app.py", "loupe/ui/server.py", "loupe/ui/.streamlit/config.toml",
+                 "loupe/ui/page_search.py", "loupe/ui/views/search.py"):
         assert must in names, must
     assert not any(n.startswith(("indexer/", "search/", "ui/")) for n in names)
 

@@ -73,3 +73,19 @@ def test_the_old_index_answers_as_it_did_and_is_left_as_it_was(old_db):
     # The saved FAISS index was the store's version: loaded, not rebuilt or rewritten;
     # meta.json and the tables are byte for byte the same.
     assert _digest(old_db) == before
+
+
+def test_the_old_files_table_gains_decoded_from_on_its_first_write(old_db):
+    """A column added to the files table since (how a camera raw was decoded) is read as
+    null from the old table, and added (null for the old records) by the next write."""
+    store = Store(str(old_db))
+    old = store.file_rows()
+    assert old and all(f["decoded_from"] is None for f in old)
+    assert "decoded_from" not in store.files(create=False).schema.names  # opening added none
+    record = dict(old[0], path="/archive/IMG_0001.CR2", decoded_from="raw preview 1616x1080")
+    store.upsert_files([record])
+    again = Store(str(old_db))
+    assert "decoded_from" in again.files(create=False).schema.names
+    rows = {f["path"]: f for f in again.file_rows()}
+    assert rows["/archive/IMG_0001.CR2"]["decoded_from"] == "raw preview 1616x1080"
+    assert [rows[f["path"]] for f in old] == old  # the old records as they were, null added

@@ -1,5 +1,6 @@
 """`loupe index --ray`: decoding and embedding on a (local) Ray cluster with Ray Data, rows
-written as Lance fragments by lance-ray, give exactly the rows a local run writes."""
+written as Lance fragments by lance-ray, give exactly the rows a local run writes (what
+the camera knew included: place names are given on the driver)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers.exif import MAKE, MODEL, TAKEN, exif_jpeg, gps, tagged_video
 
 from loupe.search.cli import main
 from loupe.search.store import Store
@@ -19,7 +21,8 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, corpus):
-    """Photos of several formats, a video with three shots, a broken file, not media."""
+    """Photos of several formats, a video with three shots, a broken file, not media; a
+    JPEG and a phone video that say when and where they were taken."""
     base = tmp_path_factory.mktemp("ray")
     folder = base / "archive"
     folder.mkdir()
@@ -29,6 +32,11 @@ def archive(tmp_path_factory, corpus):
     shutil.copy(corpus / "photos" / "coffee.png", folder / "copy-of-coffee.png")
     (folder / "clips").mkdir()
     shutil.copy(corpus / "video" / "three_shots_10s.webm", folder / "clips" / "shots.webm")
+    exif_jpeg(folder / "lisbon.jpg", (200, 60, 20), {MAKE: "Canon", MODEL: "EOS R5"},
+              {TAKEN: "2021:06:01 14:03:22"}, gps((38, 42, 36), "N", (9, 8, 24), "W"))
+    tagged_video(folder / "clips" / "phone.mp4", {
+        "creation_time": "2021-06-01T10:00:00Z", "location": "-33.8688+151.2093/"},
+        frames=30)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x01" * 64)
     (folder / "notes.txt").write_text("not media")
     return folder
@@ -79,7 +87,11 @@ def test_ray_run_writes_exactly_the_rows_of_a_local_run(archive, tmp_path, tiny_
     n = _same_rows(local, remote)
     kinds = {r["kind"] for r in remote.items().to_arrow().select(["kind"]).to_pylist()}
     assert n > 10 and kinds == {"photo", "frame"}
-    assert report["embedded"] == n and report["skipped"] == 1 and report["videos"] == 1
+    assert report["embedded"] == n and report["skipped"] == 1 and report["videos"] == 2
+    places = {r["path"].rsplit("/", 1)[-1]: r["place"] for r in remote.items().to_arrow()
+              .select(["path", "place"]).to_pylist() if r["place"]}
+    assert places == {"lisbon.jpg": "Baixa, Lisbon, PT",
+                      "phone.mp4": "Sydney, New South Wales, AU"}
     # the rows were appended as Lance fragments by lance-ray (one commit for the wave)
     import lance
 
@@ -106,6 +118,49 @@ def test_ray_run_writes_exactly_the_rows_of_a_local_run(archive, tmp_path, tiny_
         assert _same_rows(Store(str(tmp_path / "local")), Store(str(tmp_path / "ray"))) == n
     finally:
         shutil.copy(tmp_path / "chelsea.png", archive / "chelsea.png")
+
+
+def _listening_sockets() -> dict[int, list[str]]:
+    """{pid: [local address of each listening TCP socket]} from /proc (no tools needed)."""
+    by_inode: dict[str, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A":  # LISTEN
+                    by_inode[cols[9]] = cols[1].rsplit(":", 1)[0]
+    out: dict[int, list[str]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in by_inode:
+                    out.setdefault(int(pid), []).append(by_inode[target[8:-1]])
+        except OSError:
+            continue
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_a_local_ray_listens_on_this_machine_only(archive, tmp_path, tiny_clip_dir, local_ray):
+    assert _index(archive, tmp_path / "db", tiny_clip_dir, "--ray") == 0
+    assert ray.is_initialized()
+    # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc writes them
+    loopback = {"0100007F", "00000000000000000000000001000000",
+                "0000000000000000FFFF00000100007F"}
+    ray_sockets = {pid: addrs for pid, addrs in _listening_sockets().items()
+                   if "ray" in _cmdline(pid) or "gcs_server" in _cmdline(pid)}
+    assert ray_sockets, "no listening socket of a Ray process was found"
+    wide = {_cmdline(pid)[:80]: addrs for pid, addrs in ray_sockets.items()
+            if set(addrs) - loopback}
+    assert wide == {}
 
 
 def test_ray_refuses_a_run_without_every_model_of_the_index(archive, tmp_path, tiny_clip_dir,

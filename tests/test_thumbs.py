@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 
 import numpy as np
@@ -61,13 +62,25 @@ def test_only_items_of_the_index_are_reached(indexed):
 def test_ui_command_line(tmp_path, capsys):
     cmd = ui_command(str(tmp_path / "db"))
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
-    assert cmd[cmd.index("--client.showErrorDetails") + 1] == "false"
+    assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
     assert cmd[cmd.index("--server.maxUploadSize") + 1] == "50"
     assert cmd[-2:] == ["--db", str(tmp_path / "db")] and cmd[1:4] == ["-m", "streamlit", "run"]
-    assert cmd[4].endswith("ui/app.py") and "--no-indexing" not in cmd
+    assert cmd[4].endswith("ui/server.py") and "--no-indexing" not in cmd
+    assert not any("token" in a.lower() for a in cmd)  # the key travels in the environment
     exposed = ui_command("db", host="0.0.0.0")
     assert exposed[exposed.index("--server.address") + 1] == "0.0.0.0"
     assert "--no-indexing" in exposed
     assert "--no-indexing" not in ui_command("db", host="0.0.0.0", allow_indexing=True)
     assert loupe_main(["ui", "--db", str(tmp_path / "nothing")]) == 1
     assert "no Loupe index" in capsys.readouterr().err
+
+
+def test_ui_command_line_carries_the_query_bounds_and_the_sign_in():
+    from loupe.ui.core import parse_args
+
+    cmd = ui_command("db", max_upload_pixels=1000, max_sound_seconds=30.0, auth="oidc",
+                     oidc_secrets="auth.toml")
+    args = parse_args(cmd[cmd.index("--") + 1:])
+    assert args.max_upload_pixels == 1000 and args.max_sound_seconds == 30.0
+    assert args.query_limits.pixels == 1000 and args.auth == "oidc"
+    assert os.path.isabs(args.oidc_secrets)

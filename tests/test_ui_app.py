@@ -26,10 +26,25 @@ from loupe.indexer.errors import LoupeError
 from loupe.indexer.pipeline import IndexOptions, index_paths
 from loupe.search import thumbs
 from loupe.search.store import Store
-from loupe.ui import core
+from loupe.ui import core, routes
 
 APP = str(REPO / "ui" / "app.py")
 TIMEOUT = 60
+
+
+@pytest.fixture(autouse=True)
+def gated(monkeypatch):
+    """As served by server.py, behind the gate (tests/test_ui_gate.py tests the gate)."""
+    monkeypatch.setenv("LOUPE_UI_GATED", "1")
+
+
+def test_the_page_started_directly_only_says_how_to_start_it(archive, monkeypatch):
+    _, db = archive
+    monkeypatch.delenv("LOUPE_UI_GATED")
+    monkeypatch.setattr(sys, "argv", [APP, "--db", db])
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert [e.value for e in at.error] and "loupe ui" in at.error[0].value
+    assert not at.text_input and "results" not in at.session_state
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +199,9 @@ def test_sound_upload_and_recording(app):
     assert "low.wav" not in _names(at)[:2]
     players = at.get("audio")
     assert players and all(p.proto.start_time >= 0 for p in players)
+    # streamed by Loupe's file route (Streamlit never reads the file)
+    assert all(p.proto.url.endswith(f"/loupe/file/{h['id']}")
+               for p, h in zip(players, [h for h in res if h["kind"] == "audio"], strict=True))
 
 
 def test_model_choice(app):
@@ -245,6 +263,45 @@ def test_a_video_moment_plays_from_its_time(app):
     assert at.query_params["item"] == m["id"]
     videos = at.get("video")
     assert videos and videos[0].proto.start_time == int(m["timestamp"])
+    assert videos[0].proto.url == routes.file_url(m["id"], None)  # streamed by the route
+
+
+def test_a_changed_file_is_said_politely_instead_of_played(tmp_path, corpus, monkeypatch):
+    root = tmp_path / "archive"
+    write_wav(root / "low.wav", sine(200, 3.0))
+    shutil.copy(corpus / "video" / "three_shots.mp4", root / "clip.mp4")
+    db = tmp_path / "db"
+    index_paths([str(root)], Store(str(db), create=True), SoundToyEncoder(),
+                IndexOptions(workers=0, progress=False))
+    rows = Store(str(db)).item_rows(["id", "path", "kind"]).to_pylist()
+    frame = next(r["id"] for r in rows if r["kind"] == "frame")
+    monkeypatch.setattr(sys, "argv", [APP, "--db", str(db)])
+
+    def shown(item: str) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.query_params["item"] = item
+        at.run()
+        assert not at.exception
+        return at
+
+    at = shown(frame)
+    assert at.get("video") and not at.warning
+    secret = tmp_path / "secret.mp4"  # a file elsewhere, linked in place of the video
+    secret.write_bytes(b"TOP SECRET: ssh private key material\n")
+    (root / "clip.mp4").unlink()
+    (root / "clip.mp4").symlink_to(secret)
+    at = shown(frame)
+    assert not at.get("video")
+    assert "changed since it was indexed" in " ".join(
+        e.value for e in [*at.warning, *at.error])
+    # a sound in the grid: its player is replaced by the line
+    at = _search(AppTest.from_file(APP, default_timeout=TIMEOUT).run(), "sound")
+    at.button_group(key="kind").set_value("Sound").run()
+    assert at.get("audio")
+    (root / "low.wav").write_bytes(b"RIFF" + b"\0" * 100)
+    at.run()
+    assert not at.get("audio") and any("changed since it was indexed" in c.value
+                                       for c in at.caption)
 
 
 @pytest.mark.parametrize("crafted", ["../../etc/passwd", "0123456789abcdef01234567",
@@ -317,11 +374,19 @@ def test_grounding_without_weights_is_a_polite_error(archive, monkeypatch, tmp_p
     assert at.error and "no such Kosmos-2 model folder" in at.error[0].value
 
 
-def test_index_page_shows_counts_models_and_skipped_files(app, tmp_path):
+def _status(db: str) -> dict:
+    """The Index page's status as the UI's process-wide cache holds it (not per session)."""
+    from loupe.ui.resources import search_service
+
+    return search_service(db).summaries.status()
+
+
+def test_index_page_shows_counts_models_and_skipped_files(app, archive, tmp_path):
     at = app().run()
     at.switch_page("page_index.py").run()
     assert not at.exception and not at.error
-    status = at.session_state["index_status"]
+    assert "index_status" not in at.session_state
+    status = _status(archive[1])
     assert status["counts"]["photo"] == 4 and status["counts"]["frame"] == 24
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Photos"] == "4" and metrics["Video moments"] == "24"
@@ -383,7 +448,8 @@ def test_indexing_a_folder_in_the_background_while_searching(tmp_path, monkeypat
     at.run()
     assert not at.exception
     assert any("Indexed" in s.value for s in at.success)
-    assert at.session_state["index_status"]["counts"]["photo"] == 3
+    assert _status(str(db))["counts"]["photo"] == 3
+    assert any(m.label == "Photos" and m.value == "3" for m in at.metric)
     search.run()  # the results say the index has changed, and refresh on request
     search.button(key="refresh").click().run()
     assert _names(search)[0] == "green.png"  # the same process's searcher sees the new rows
@@ -526,7 +592,7 @@ def test_index_page_tags_collections_and_duplicates(tagged, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page("page_index.py").run()
     assert not at.exception and not at.error
-    status = at.session_state["index_status"]
+    status = _status(tagged)
     assert status["tagging"]["tagged_items"] == 4
     assert status["collections"] == {"Blue school": 1, "Red school": 1}
     assert any("4 pictures tagged from `colours.txt`" in c.value for c in at.caption)

@@ -8,13 +8,8 @@ Screenshots are saved in the test's tmp dir (printed with -s).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,18 +23,12 @@ pytestmark = [
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, corpus, tiny_clip_dir):
+    from helpers.served import serve_ui
     from helpers.tiny_models import make_tiny_imagebind_dir, make_tiny_kosmos2_dir
 
     from loupe.search.cli import main as loupe_main
-    from loupe.search.cli.ui import ui_command
 
     work = tmp_path_factory.mktemp("ui")
     root = work / "archive"
@@ -53,31 +42,9 @@ def served(tmp_path_factory, corpus, tiny_clip_dir):
     db = str(work / "db")
     assert loupe_main(["index", str(root), "--db", db, "--model", tiny_clip_dir, "--model", ib,
                        "--workers", "0", "--quiet"]) == 0
-    port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_CACHE_HOME=str(work / "cache"))
-    log = open(work / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(ui_command(db, port, grounding_model=kosmos), env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("loupe ui did not start:\n" + (work / "server.log").read_text())
-        time.sleep(0.5)
-    yield {"url": url, "root": root, "work": work, "db": db, "kosmos": kosmos}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve_ui(db, work, grounding_model=kosmos) as s:
+        yield {"url": s.url, "keyed": s.keyed_url, "root": root, "work": work, "db": db,
+               "kosmos": kosmos, "server": s}
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +55,19 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, served):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+def _context(browser, served, **kw):
+    """A browser context that has opened the address `loupe ui` printed (the key is then
+    in its cookie)."""
+    ctx = browser.new_context(**kw)
     pg = ctx.new_page()
     pg.set_default_timeout(60_000)
-    pg.goto(served["url"])
+    pg.goto(served["keyed"])
+    return ctx, pg
+
+
+@pytest.fixture
+def page(browser, served):
+    ctx, pg = _context(browser, served, viewport={"width": 1400, "height": 1000})
     pg.get_by_label("Search", exact=True).wait_for()
     yield pg
     ctx.close()
@@ -221,9 +195,7 @@ def test_a_grounding_draws_its_boxes(browser, served):
                              "content": target.content, "prompt": prompt,
                              "model": "seeded", "result": json.dumps(g.to_dict()),
                              "created": 0.0}])
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
+    ctx, pg = _context(browser, served, viewport={"width": 1400, "height": 1000})
     pg.goto(f"{served['url']}/?item={item}")
     box = pg.get_by_label("Prompt", exact=True)
     box.fill(prompt)
@@ -259,6 +231,7 @@ def test_a_video_hit_plays_from_its_moment(page, served):
     page.wait_for_function("() => { const v = document.querySelector('video');"
                            " return v && v.readyState >= 1; }")
     start = page.evaluate("() => document.querySelector('video').currentTime")
+    src = page.evaluate("() => document.querySelector('video').currentSrc")
     url_item = page.evaluate("() => new URL(location.href).searchParams.get('item')")
     assert url_item
     _shot(page, served, "video-hit")
@@ -267,12 +240,11 @@ def test_a_video_hit_plays_from_its_moment(page, served):
     row = Store(served["db"]).get_items([url_item])[url_item]
     assert row["kind"] == "frame"
     assert abs(start - int(row["timestamp"])) < 1.0, (start, row["timestamp"])
+    assert src.startswith(served["url"]) and src.endswith(f"/loupe/file/{url_item}")  # streamed
 
 
 def test_a_crafted_item_is_refused(browser, served):
-    ctx = browser.new_context()
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
+    ctx, pg = _context(browser, served)
     for bad in ("..%2F..%2Fetc%2Fpasswd", "0123456789abcdef01234567"):
         pg.goto(f"{served['url']}/?item={bad}")
         pg.locator('[data-testid="stAlert"]').first.wait_for()
@@ -352,3 +324,77 @@ def test_tags_and_style_charts_with_evidence(page, served, corpus, tmp_path):
     charts.nth(1).scroll_into_view_if_needed()  # the dialog scrolls inside itself
     _shot(page, served, "tags-and-style")
     _no_traceback(page)
+
+
+def test_the_key_is_needed_once_then_kept_in_a_cookie(browser, served):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    r = pg.goto(served["url"] + "/")
+    assert r.status == 401 and "loupe ui" in pg.content()
+    assert pg.get_by_label("Search", exact=True).count() == 0
+    pg.goto(served["keyed"])
+    pg.get_by_label("Search", exact=True).wait_for()
+    assert "token=" not in pg.url  # the key left the address bar (and the history)
+    pg.goto(served["url"] + "/index")  # a later visit: the cookie carries the key
+    pg.get_by_role("link", name="Search").wait_for()
+    key = [c for c in ctx.cookies() if c["name"] == served["server"].cookie]
+    assert len(key) == 1 and key[0]["httpOnly"] and key[0]["sameSite"] == "Strict"
+    ctx.close()
+
+
+def test_a_page_on_another_local_port_cannot_drive_the_ui(browser, served):
+    """A page the user opens on another local port (same site for cookies: they ignore
+    ports) tries the UI's WebSocket and a file: both are refused, though the browser
+    holds the key."""
+    import http.server
+    import threading
+
+    from helpers.served import free_port
+
+    from loupe.search.store import Store
+
+    item = next(r["id"] for r in Store(served["db"]).items(create=False).to_arrow().to_pylist()
+                if r["kind"] == "frame")
+    target = served["url"].replace("http://", "")
+    attack = f"""<!doctype html><script>
+    window.result = {{}};
+    const ws = new WebSocket("ws://{target}/_stcore/stream");
+    ws.onopen = () => {{ window.result.ws = "open"; }};
+    ws.onerror = () => {{ window.result.ws = "refused"; }};
+    fetch("http://{target}/loupe/file/{item}", {{credentials: "include", mode: "no-cors"}})
+      .then(r => {{ window.result.file = r.type; }})
+      .catch(() => {{ window.result.file = "refused"; }});
+    </script>"""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = attack.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Page)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    ctx, pg = _context(browser, served)  # this browser holds the key
+    pg.get_by_label("Search", exact=True).wait_for()
+    log = served["server"].log
+    before = log.read_text()
+    try:
+        pg.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+        pg.wait_for_function("() => window.result.ws && window.result.file")
+        got = pg.evaluate("() => window.result")
+    finally:
+        evil.shutdown()
+        ctx.close()
+    assert got["ws"] == "refused", got
+    # no-cors hides the answer from the page: the server's log says the gate refused it
+    told = log.read_text()[len(before):]
+    origin = f"pages from http://127.0.0.1:{evil.server_address[1]} may not use this UI"
+    assert f"refused websocket /_stcore/stream: {origin}" in told, told
+    assert f"refused http /loupe/file/{item}: a request made by a page elsewhere" in told, told

@@ -19,10 +19,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
-
-from loupe.indexer import ItemKind, LoupeError, Modality
-from loupe.search import Hit, Searcher, Term, parse_query, thumbs
+from loupe.indexer import (
+    QUERY_FORMATS,
+    QUERY_MAX_PIXELS,
+    ItemKind,
+    LoupeError,
+    MediaKind,
+    Modality,
+    picture_format,
+    sniff,
+)
+from loupe.search import Hit, QueryLimits, Searcher, Term, parse_query, thumbs
 from loupe.search.explain import describe as explain_describe
 from loupe.search.store import Store, default_db_dir
 
@@ -40,6 +47,18 @@ class AppArgs:
     db: str
     grounding_model: str | None = None
     allow_indexing: bool = True  # off when the UI is served beyond this machine
+    allow_hosts: tuple[str, ...] = ()  # more names the server answers to (--allow-host)
+    password_file: str | None = None  # beyond loopback: the password viewers sign in with
+    auth: str | None = None  # "oidc": viewers sign in with the identity provider (st.login)
+    oidc_secrets: str | None = None  # the TOML file with its [auth] settings
+    max_upload_pixels: int = QUERY_MAX_PIXELS  # a query picture's, checked before decoding
+    max_sound_seconds: float = 60.0  # of a query sound, only the first are used
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        """What one viewer's query may cost (terms, text, picture pixels, sound)."""
+        return QueryLimits(pixels=self.max_upload_pixels,
+                           sound_seconds=self.max_sound_seconds)
 
 
 def parse_args(argv: Sequence[str]) -> AppArgs:
@@ -52,10 +71,19 @@ def parse_args(argv: Sequence[str]) -> AppArgs:
     p.add_argument("--db", default=None)
     p.add_argument("--grounding-model", default=None)
     p.add_argument("--no-indexing", action="store_true")
+    p.add_argument("--allow-host", action="append", default=[])
+    p.add_argument("--password-file", default=None)
+    p.add_argument("--auth", choices=["oidc"], default=None)
+    p.add_argument("--oidc-secrets", default=None)
+    p.add_argument("--max-upload-pixels", type=int, default=QUERY_MAX_PIXELS)
+    p.add_argument("--max-sound-seconds", type=float, default=60.0)
     args, _ = p.parse_known_args(list(argv))
     db = args.db or default_db_dir()
     return AppArgs(os.path.abspath(os.path.expanduser(db)), args.grounding_model or None,
-                   not args.no_indexing)
+                   not args.no_indexing, tuple(args.allow_host), args.password_file or None,
+                   max_upload_pixels=max(1, args.max_upload_pixels),
+                   max_sound_seconds=max(0.1, args.max_sound_seconds),
+                   auth=args.auth, oidc_secrets=args.oidc_secrets)
 
 
 # -- queries ---------------------------------------------------------------------------
@@ -63,15 +91,20 @@ def _never_a_file(_: str) -> bool:
     return False
 
 
-def text_terms(text: str) -> list[Term]:
+def text_terms(text: str, limits: QueryLimits | None = None) -> list[Term]:
     """The query box's terms: the CLI's arithmetic (``dog + 2:beach - people``), text only.
 
     The box never reaches the file system: a token is never taken for a file, and
     ``image:``/``audio:`` terms are refused (uploads are how pictures and sounds come in).
+    A box over ``limits`` (its characters, its terms) is refused in one line.
     """
     text = (text or "").strip()
     if not text:
         return []
+    limits = limits or QueryLimits()
+    if len(text) > limits.text_chars:
+        raise LoupeError(f"the query is {len(text):,} characters long: at most "
+                         f"{limits.text_chars:,} are taken")
     try:
         tokens = shlex.split(text)
     except ValueError as e:  # an unclosed quote
@@ -79,7 +112,7 @@ def text_terms(text: str) -> list[Term]:
     if not tokens:
         return []
     try:
-        return parse_query(tokens, is_file=_never_a_file)
+        return parse_query(tokens, is_file=_never_a_file, limits=limits)
     except LoupeError as e:
         msg = str(e)
         if "not found" in msg:  # image:... / audio:... / beach.jpg typed in the box
@@ -109,6 +142,20 @@ def _suffix(upload: Upload) -> str:
     return "." + ext
 
 
+def _check_content(upload: Upload) -> None:
+    """Refuse an upload whose bytes are not what its kind may be (by magic bytes, not by
+    name): a picture is JPEG, PNG, WebP, GIF, TIFF or BMP (never PostScript or PDF), a
+    sound is an audio file or a video's soundtrack."""
+    head = upload.data[:64]
+    if upload.kind == Modality.IMAGE:
+        if picture_format(head) not in QUERY_FORMATS:
+            raise LoupeError(f"{upload.name or 'the upload'} is not a picture Loupe takes: "
+                             "its content is not JPEG, PNG, WebP, GIF, TIFF or BMP")
+    elif sniff(head) not in (MediaKind.AUDIO, MediaKind.VIDEO):
+        raise LoupeError(f"{upload.name or 'the upload'} is not a sound Loupe takes: its "
+                         "content is not a sound file Loupe knows")
+
+
 @contextmanager
 def upload_terms(uploads: Sequence[Upload]) -> Iterator[list[Term]]:
     """Terms for uploads, each written to a private temporary file that is removed on exit.
@@ -130,6 +177,7 @@ def upload_terms(uploads: Sequence[Upload]) -> Iterator[list[Term]]:
             if not math.isfinite(u.weight) or u.weight == 0:
                 raise LoupeError(f"the weight of {u.name} must be a number other than 0")
             path = os.path.join(folder, f"query-{i}{_suffix(u)}")
+            _check_content(u)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(u.data)
@@ -195,24 +243,25 @@ def neighbour_frames(searcher: Searcher, item_id: str, seconds: float,
     return out
 
 
-def folder_choices(paths: Sequence[str] | np.ndarray, limit: int = 5000) -> list[str]:
-    """Folders to filter by: every folder holding indexed files, and the folders above
-    them down to the archive's roots (the common part of all paths), sorted."""
-    dirs = {os.path.dirname(str(p)) for p in set(paths)}
-    if not dirs:
-        return []
-    try:
-        top = os.path.commonpath(list(dirs))
-    except ValueError:  # mixed drives
-        top = ""
-    out = set()
-    for d in dirs:
-        while d and d not in out:
-            out.add(d)
-            if d == top or os.path.dirname(d) == d:
-                break
-            d = os.path.dirname(d)
-    return sorted(out)[:limit]
+FOLDERS_SHOWN = 50  # folders offered at once by the folder filter
+
+
+def match_folders(folders: Sequence[str], text: str,
+                  limit: int = FOLDERS_SHOWN) -> tuple[list[str], int]:
+    """The first ``limit`` of ``folders`` whose path holds every word of ``text`` (any
+    case; no words: every folder), in their order, and how many match in all."""
+    words = (text or "").lower().split()
+    if not words:
+        return list(folders[:limit]), len(folders)
+    shown: list[str] = []
+    total = 0
+    for f in folders:
+        low = f.lower()
+        if all(w in low for w in words):
+            total += 1
+            if len(shown) < limit:
+                shown.append(f)
+    return shown, total
 
 
 def hit_record(hit: Hit) -> dict:

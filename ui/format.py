@@ -1,16 +1,15 @@
-"""How the UI writes things for people: Markdown-safe text, sizes, dates, paths, media
-types, model names, and the words for kinds of items."""
+"""How the UI writes things for people: Markdown-safe text, sizes, dates, paths, model
+names, and the words for kinds of items."""
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import time
 
 from loupe.indexer import ItemKind, clock
 
-__all__ = ["ITEM_NOUN", "KIND_FILTERS", "KIND_LABEL", "clock", "human_size", "md",
-           "media_type", "model_label", "results_noun", "shown_path", "when"]
+__all__ = ["ITEM_NOUN", "KIND_FILTERS", "KIND_LABEL", "SORTS", "capture_facts", "clock",
+           "human_size", "md", "model_label", "results_noun", "shown_path", "when"]
 
 # The kind filter: label -> the Searcher's kind ("frame" is a video moment).
 KIND_FILTERS = {"All": None, "Photo": ItemKind.PHOTO, "Video": ItemKind.FRAME,
@@ -18,6 +17,8 @@ KIND_FILTERS = {"All": None, "Photo": ItemKind.PHOTO, "Video": ItemKind.FRAME,
 KIND_LABEL = {ItemKind.PHOTO: "Photo", ItemKind.FRAME: "Video", ItemKind.AUDIO: "Sound"}
 ITEM_NOUN = {ItemKind.PHOTO: "photo", ItemKind.FRAME: "video moment",
              ItemKind.AUDIO: "sound window"}
+# The order of results: label -> the Searcher's sort.
+SORTS = {"Most relevant": "relevance", "Newest taken": "newest", "Oldest taken": "oldest"}
 
 
 def results_noun(kind: str | None, group: bool, n: int) -> str:
@@ -63,20 +64,38 @@ def shown_path(path: str) -> str:
     return path
 
 
-_MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
-         ".webm": "video/webm", ".mkv": "video/x-matroska", ".wav": "audio/wav",
-         ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg",
-         ".opus": "audio/ogg", ".flac": "audio/flac", ".m4a": "audio/mp4",
-         ".aac": "audio/aac"}
-
-
-def media_type(path: str, default: str) -> str:
-    """The MIME type a browser player needs for a stored file."""
-    ext = os.path.splitext(path)[1].lower()
-    return _MIME.get(ext) or mimetypes.guess_type(path)[0] or default
-
-
 def model_label(spec) -> str:
     """A short name for a model of the index (a folder's name rather than its path)."""
     model = spec.model.removeprefix("local-dir:").removeprefix("hf-hub:").rstrip("/")
     return f"{spec.backend} {os.path.basename(model) or model}"
+
+
+def capture_facts(row: dict) -> list[tuple[str, str]]:
+    """What the camera knew of an item, as (label, text) facts (none where unknown)."""
+    facts = []
+    if row.get("taken_local"):
+        when_taken = row["taken_local"].replace("T", " ")
+        offset = row.get("taken_offset_min")
+        if offset is not None:
+            sign = "-" if offset < 0 else "+"
+            when_taken += f" (UTC{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d})"
+        facts.append(("Taken", when_taken))
+    elif row.get("taken_at") is not None:
+        facts.append(("Taken", time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                             time.gmtime(row["taken_at"]))))
+    if row.get("place"):
+        facts.append(("Place", row["place"]))
+    if row.get("lat") is not None and row.get("lon") is not None:
+        where = f"{row['lat']:.5f}, {row['lon']:.5f}"
+        if row.get("alt") is not None:
+            where += f", {row['alt']:.0f} m"
+        facts.append(("Position", where))
+    make, model = row.get("camera_make") or "", row.get("camera_model") or ""
+    # "Canon" + "Canon EOS R5" reads "Canon EOS R5"
+    camera = model if make and model.lower().startswith(make.lower()) else (
+        f"{make} {model}".strip())
+    if camera:
+        facts.append(("Camera", camera))
+    if row.get("lens"):
+        facts.append(("Lens", row["lens"]))
+    return facts

@@ -8,7 +8,13 @@ from contextlib import contextmanager
 import streamlit as st
 
 from loupe.indexer import LoupeError
-from loupe.ui.services import GroundingService, IndexJob, SearchService, log_unexpected
+from loupe.ui.services import (
+    GroundingService,
+    HeavyWork,
+    IndexJob,
+    SearchService,
+    log_unexpected,
+)
 
 
 @st.cache_resource(show_spinner=False, validate=lambda s: s.fresh())
@@ -22,6 +28,13 @@ def search_service(db: str) -> SearchService:
 def grounding_service(model: str | None) -> GroundingService:
     """Kosmos-2, loaded on first use and kept for the life of the process."""
     return GroundingService(model)
+
+
+@st.cache_resource(show_spinner=False)
+def heavy_work() -> HeavyWork:
+    """The process's cap on heavy actions (grounding, duplicates, the atlas), shared by
+    every session: one more than it allows is told "busy, try again in a moment"."""
+    return HeavyWork()
 
 
 @st.cache_resource(show_spinner=False)

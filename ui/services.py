@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from PIL import Image
 
 from loupe.indexer import IndexOptions, LazyEncoder, LoupeError, index_paths
-from loupe.search import Searcher, thumbs
+from loupe.search import CaptureFilter, QueryLimits, Searcher, SearchResult, Term, thumbs
 from loupe.search.explain import (
     Grounder,
     cache_key,
@@ -29,9 +30,12 @@ from loupe.search.explain import (
     resolve_target,
 )
 from loupe.search.store import IndexMeta, Store
+from loupe.ui.summaries import IndexSummaries
 
 MAX_NEW_TOKENS = 64  # as `loupe ground`: the UI and the CLI share cached answers
 DISPLAY_SIDE = 1600  # longest side of pictures sent to the browser
+HEAVY_SLOTS = 2  # heavy actions (grounding, duplicates, the atlas) at once per process
+BUSY_WAIT_S = 2.0  # how long a heavy action waits for a slot before "busy"
 
 
 def jpeg(image: Image.Image, side: int = DISPLAY_SIDE, quality: int = 88) -> bytes:
@@ -51,9 +55,35 @@ def log_unexpected(what: str, e: BaseException) -> None:
     traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
 
 
+class Busy(LoupeError):
+    """Too much heavy work is going on in this process: try again in a moment."""
+
+
+class HeavyWork:
+    """A process-wide cap on heavy actions (grounding, finding duplicates, drawing the
+    atlas): at most ``slots`` run at once; one more waits ``wait_s`` for a slot, then
+    is told :class:`Busy` (one line for the page) instead of freezing it."""
+
+    def __init__(self, slots: int = HEAVY_SLOTS, wait_s: float = BUSY_WAIT_S):
+        self._slots = threading.BoundedSemaphore(slots)
+        self.wait_s = wait_s
+
+    @contextmanager
+    def slot(self, what: str) -> Iterator[None]:
+        """Hold a slot for ``what`` (words for the busy message: "grounding")."""
+        if not self._slots.acquire(timeout=self.wait_s):
+            raise Busy(f"Loupe is busy with other work just now, so {what} cannot start: "
+                       "try again in a moment")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
 class SearchService:
     """One store and its searcher for every session; calls are serialised by a lock
-    (LanceDB table handles and the searcher's index cache are not shared safely)."""
+    (LanceDB table handles and the searcher's index cache are not shared safely).
+    Queries are embedded outside it (:meth:`query`)."""
 
     def __init__(self, db: str):
         self.db = db
@@ -62,9 +92,8 @@ class SearchService:
         self.searcher: Searcher | None = Searcher(self.store) if self.store.meta.encoders else None
         self.lock = threading.RLock()
         self.meta_mtime = _mtime(self.store.meta.path)
-        self._folders: tuple[int, list[str]] | None = None
-        self._counts: tuple[int, dict[str, int]] | None = None
-        self._tag_labels: tuple[int, list[str]] | None = None
+        # The panels' lists: their own Store and lock, so they never wait on a search.
+        self.summaries = IndexSummaries(db)
 
     def fresh(self) -> bool:
         """False once the index's models have changed (`loupe index --add`, or a first
@@ -82,47 +111,41 @@ class SearchService:
         self.meta_mtime = mtime
         return True
 
+    def query(self, terms: Sequence[Term], k: int = 10, kind: str | None = None,
+              folder: str | None = None, group: bool = True, column: str | None = None,
+              since: float | None = None, until: float | None = None,
+              dedupe: float | None = None, tags: Sequence[str] = (),
+              limits: QueryLimits | None = None, capture: CaptureFilter | None = None,
+              sort: str = "relevance") -> SearchResult:
+        """``Searcher.query``, with the lock held only for the index search: decoding and
+        embedding a viewer's pictures and sounds hold up no other session's search."""
+        if self.searcher is None:
+            raise LoupeError("this index has no models yet: run `loupe index FOLDER`")
+        if k < 1:
+            raise LoupeError("ask for at least one result")
+        embedded = self.searcher.embed_query(terms, column, limits)
+        with self.lock:
+            return self.searcher.search_embedded(embedded, k, kind, folder, group, since,
+                                                 until, dedupe, tags, capture, sort)
+
     def version(self) -> int:
         """The store's version (it moves on when an indexing run commits)."""
         with self.lock:
             return self.store.version()
 
     def counts(self) -> dict[str, int]:
-        """{kind: rows} (store.counts), per store version."""
-        with self.lock:
-            version = self.store.version()
-            if self._counts is None or self._counts[0] != version:
-                self._counts = (version, self.store.counts())
-            return self._counts[1]
+        """{kind: rows}, per version of the items (without the search lock)."""
+        return self.summaries.counts()
 
     def tag_labels(self) -> list[str]:
-        """The labels the index's stored tags use (for the tag filter), per store
-        version; empty when the index is not tagged."""
-        from loupe.search.explain import tag_rows, tagging_config
-
-        with self.lock:
-            version = self.store.version()
-            if self._tag_labels is None or self._tag_labels[0] != version:
-                labels: list[str] = []
-                if tagging_config(self.store):
-                    import pyarrow.compute as pc
-
-                    flat = pc.list_flatten(tag_rows(self.store)["labels"])
-                    labels = sorted(set(flat.to_pylist()), key=str.lower)
-                self._tag_labels = (version, labels)
-            return self._tag_labels[1]
+        """The labels the index's stored tags use (for the tag filter), per version of
+        the tags; empty when the index is not tagged."""
+        return self.summaries.tag_labels()
 
     def folders(self) -> list[str]:
-        """Folders holding indexed files (for the folder filter), per store version."""
-        from loupe.ui.core import folder_choices
-
-        with self.lock:
-            version = self.store.version()
-            if self._folders is None or self._folders[0] != version:
-                # The indexed files' records: cheap, and no FAISS index is (re)built.
-                paths = [f["path"] for f in self.store.file_rows()]
-                self._folders = (version, folder_choices(paths))
-            return self._folders[1]
+        """Every folder holding indexed files (for the folder filter, searched with
+        core.match_folders), per version of the file records."""
+        return self.summaries.folders()
 
 
 def _mtime(path: str) -> int | None:
@@ -185,9 +208,14 @@ class GroundingService:
     def ground(self, db: str, item_ids: Sequence[str], prompt: str | None,
                side: int = DISPLAY_SIDE) -> list[Grounded]:
         """Ground stored pictures (cached answers come back at once); the drawn pictures
-        are JPEGs at most ``side`` pixels long."""
-        with self.lock:
+        are JPEGs at most ``side`` pixels long. :class:`Busy` when another grounding
+        does not end within ``BUSY_WAIT_S``."""
+        if not self.lock.acquire(timeout=BUSY_WAIT_S):
+            raise Busy("Kosmos-2 is answering another viewer just now: try again in a moment")
+        try:
             return self._ground(self._store(db), item_ids, prompt, side)
+        finally:
+            self.lock.release()
 
     def _ground(self, store: Store, item_ids: Sequence[str], prompt: str | None,
                 side: int = DISPLAY_SIDE) -> list[Grounded]:

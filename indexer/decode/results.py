@@ -13,6 +13,7 @@ import numpy as np
 
 from loupe.indexer.encoders.spec import AudioPreprocess, ImagePreprocess
 from loupe.indexer.errors import IndexFault
+from loupe.indexer.media.capture import Capture
 from loupe.indexer.media.image import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # PyAV is imported only by workers that meet a video or a sound
@@ -168,6 +169,8 @@ class FileResult:
     code: str | None = None  # skip code when not indexed
     reason: str | None = None
     problem: str | None = None  # indexed, but something went wrong (damaged tail...)
+    decoded_from: str | None = None  # a camera raw's: "raw preview WxH" or "... demosaic"
+    capture: Capture | None = None  # what its metadata says (None: not read, not media)
     # a long video to decode in segments: the start of each segment after the first
     # (stream time base; see loupe.indexer.media.video.plan_segments). Nothing decoded yet.
     segments: list[int] | None = None

@@ -31,13 +31,16 @@ from loupe.indexer.decode.results import (
 )
 from loupe.indexer.fingerprint import FULL_HASH_LIMIT, fingerprint_bytes, fingerprint_file
 from loupe.indexer.kinds import ItemKind, MediaKind, SkipCode
+from loupe.indexer.media.capture import capture_of_image, capture_of_video
 from loupe.indexer.media.image import (
     ImageDecodeError,
+    MissingDecoder,
     decode_image,
+    identify,
     to_model_input,
 )
 from loupe.indexer.media.segments import SegmentEdges, join_segments
-from loupe.indexer.media.sniff import HEAD_BYTES, kind_from_extension, sniff
+from loupe.indexer.media.sniff import HEAD_BYTES, kind_from_extension, refused_format, sniff
 
 _settings: DecodeSettings | None = None
 _known: frozenset[str] = frozenset()
@@ -77,6 +80,12 @@ def process_file_with(
             head = f.read(HEAD_BYTES)
             res.kind = sniff(head)
             claimed = kind_from_extension(path)
+            if res.kind is None and (refused := refused_format(head)) is not None:
+                # kind None: a run never tries it again (it is not damaged either)
+                res.code, res.reason = SkipCode.UNSUPPORTED, refused
+                return res
+            if res.kind is None and head and identify(path) is not None:
+                res.kind = MediaKind.IMAGE  # no magic bytes of ours, but Pillow reads it
             if res.kind is None:
                 res.kind = claimed  # keep what the name claims, for the report
                 if size == 0:
@@ -92,6 +101,7 @@ def process_file_with(
                 res.code = SkipCode.BAD
                 res.reason = f"image file of {size:,} bytes is too large to decode"
                 return res
+            f.seek(len(head))
             data = head + f.read()
     except OSError as e:
         res.code, res.reason = SkipCode.BAD, f"cannot read: {e.strerror or e}"
@@ -100,20 +110,26 @@ def process_file_with(
         size = len(data)  # the file changed while we looked; record what we read
         res.size = size
     res.fingerprint = fingerprint_bytes(data)
+    res.capture = capture_of_image(data)  # metadata only (~50 us); never raises
     if res.fingerprint in known:
         res.reused = True
         return res
     try:
-        pixels = []
+        pixels, notes = [], []
         for i, pre in enumerate(settings.preprocesses):
             # One decode per preprocessing: draft mode depends on the target size.
             dec = decode_image(data, pre, settings.max_pixels,
                                settings.draft_factor if i == 0 else None)
             pixels.append(dec.pixels)
+            if dec.decoded_from and dec.decoded_from not in notes:
+                notes.append(dec.decoded_from)
     except ImageDecodeError as e:
-        res.code, res.reason = SkipCode.BAD, str(e)
+        # a missing decoder (pillow-heif) is retried by the next run, once installed
+        res.code = SkipCode.UNSUPPORTED if isinstance(e, MissingDecoder) else SkipCode.BAD
+        res.reason = str(e)
         return res
     res.pixels = tuple(pixels)
+    res.decoded_from = "; ".join(notes) or None
     res.items = [Item(ItemKind.PHOTO, width=dec.width, height=dec.height)]
     return res
 
@@ -133,6 +149,7 @@ def _process_stream(res: FileResult, settings: DecodeSettings, known: frozenset[
         res.code, res.reason = SkipCode.BAD, f"cannot read: {e.strerror or e}"
         return res
     res.sound = settings.audio is not None
+    res.capture = capture_of_video(res.path)  # the container's tags only; never raises
     if res.fingerprint in known:
         res.reused = True
         return res

@@ -10,8 +10,10 @@ from PIL import Image
 
 from loupe.indexer.encoders.spec import AudioPreprocess, EncoderSpec, ImagePreprocess
 from loupe.indexer.errors import LoupeError
-from loupe.indexer.media.audio_features import audio_features
+from loupe.indexer.media.audio_features import audio_feature_batches
 from loupe.indexer.media.image import to_model_input
+
+SOUND_BATCH = 32  # sound windows per model call when a sound file is embedded
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -73,20 +75,27 @@ class Encoder(ABC):
         raise LoupeError(f"{self.spec.describe()} cannot embed sound; "
                          "index with an audio model (e.g. --model imagebind_huge)")
 
-    def embed_sounds(self, paths: Sequence[str]) -> np.ndarray:
+    def embed_sounds(self, paths: Sequence[str], max_seconds: float | None = None,
+                     batch: int = SOUND_BATCH) -> np.ndarray:
         """Embed sound files (or videos' soundtracks): one vector per file.
 
-        Every window of the file is embedded; the vector is the renormalised mean of the
-        windows that are not silent (of all windows if every one is silent).
+        The windows that start in the first ``max_seconds`` of a file (all of them when
+        None) are decoded and embedded, ``batch`` at a time; the vector is the
+        renormalised mean of the windows that are not silent (of all windows if every
+        one is silent).
         """
         if self.audio is None:
             return self.embed_audio(np.zeros((0,), np.float32))  # raises the clear error
         out = []
         for path in paths:
-            feats, silent = audio_features(path, self.audio)
-            vecs = self.embed_audio(feats)
-            keep = ~silent if (~silent).any() else np.ones_like(silent)
-            out.append(l2_normalise(vecs[keep].mean(axis=0, keepdims=True))[0])
+            loud, every = np.zeros(self.dim, np.float64), np.zeros(self.dim, np.float64)
+            any_loud = False
+            for feats, silent in audio_feature_batches(path, self.audio, batch, max_seconds):
+                vecs = np.asarray(self.embed_audio(feats), np.float64)
+                every += vecs.sum(axis=0)
+                loud += vecs[~silent].sum(axis=0)
+                any_loud = any_loud or bool((~silent).any())
+            out.append(l2_normalise((loud if any_loud else every)[None, :])[0])
         return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:

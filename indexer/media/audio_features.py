@@ -4,6 +4,7 @@ checked against ImageBind's own preprocessing in tests/test_imagebind.py."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -89,18 +90,44 @@ def window_features(window: AudioWindow, audio: AudioPreprocess) -> torch.Tensor
                        audio.target_length, audio.mean, audio.std)
 
 
-def audio_features(path: str | os.PathLike,
-                   audio: AudioPreprocess) -> tuple[np.ndarray, np.ndarray]:
-    """All windows of a file as encoder input, for a sound query.
+def audio_feature_batches(path: str | os.PathLike, audio: AudioPreprocess, batch: int = 32,
+                          max_seconds: float | None = None,
+                          ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A file's windows as encoder input, ``batch`` windows at a time, streaming: only the
+    windows that start in the first ``max_seconds`` (every window when None) are decoded.
+
+    Yields ``(features, silent)``: float32 (n, 1, mel bins, frames) and a bool (n,) mask,
+    n <= ``batch``. Raises :class:`AudioDecodeError` when the file has no decodable sound.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
+    feats: list[np.ndarray] = []
+    silent: list[bool] = []
+    seen = 0
+    with audio_windows(path, audio.clip_seconds, sample_rate=audio.sample_rate) as windows:
+        for w in windows:
+            if max_seconds is not None and w.start >= max_seconds and seen:
+                break  # closing the windows stops the decoding: the rest is never read
+            feats.append(window_features(w, audio).numpy())
+            silent.append(w.silent)
+            seen += 1
+            if len(feats) == batch:
+                yield np.stack(feats), np.array(silent, dtype=bool)
+                feats, silent = [], []
+    if feats:
+        yield np.stack(feats), np.array(silent, dtype=bool)
+    elif not seen:
+        raise AudioDecodeError(f"{os.fspath(path)}: no sound decoded")
+
+
+def audio_features(path: str | os.PathLike, audio: AudioPreprocess,
+                   max_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All windows of a file (those that start in the first ``max_seconds``, when
+    given) as encoder input, for a sound query.
 
     Returns ``(features, silent)``: float32 (N, 1, mel bins, frames) and a bool (N,) mask.
     Raises :class:`AudioDecodeError` when the file has no decodable sound.
     """
-    feats, silent = [], []
-    with audio_windows(path, audio.clip_seconds, sample_rate=audio.sample_rate) as windows:
-        for w in windows:
-            feats.append(window_features(w, audio).numpy())
-            silent.append(w.silent)
-    if not feats:
-        raise AudioDecodeError(f"{os.fspath(path)}: no sound decoded")
-    return np.stack(feats), np.array(silent, dtype=bool)
+    parts = list(audio_feature_batches(path, audio, 64, max_seconds))
+    return (np.concatenate([f for f, _ in parts]),
+            np.concatenate([s for _, s in parts]))

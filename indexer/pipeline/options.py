@@ -58,6 +58,7 @@ class IndexReport:
     unsupported: int = 0  # media this run cannot index (recorded, retried later)
     not_media: int = 0
     removed: int = 0  # files gone from disk, rows deleted
+    recaptured: int = 0  # files indexed before whose capture was read now (metadata only)
     tagged: int = 0  # photos and frames given zero-shot tags (an index with --tags)
     kept_roots: list[str] = field(default_factory=list)  # vanished roots whose rows stay
     pruned_roots: list[str] = field(default_factory=list)  # vanished roots forgotten

@@ -40,6 +40,7 @@ class StoreState:
     skipped: dict[str, FileState]
     backfill: dict[str, set[str]] = field(default_factory=dict)  # path -> columns it lacks
     incomplete: list[str] = field(default_factory=list)  # columns that may lack vectors
+    uncaptured: set[str] = field(default_factory=set)  # files whose capture was never read
 
 
 @dataclass
@@ -58,6 +59,9 @@ class RunPlan:
     known_items: set[str]  # paths with rows that this run keeps
     known_skipped: set[str]  # paths with skip records that this run keeps
     complete: set[str]  # files whose rows may serve as reuse source
+    # unchanged files indexed before captures were read: (path, media) to read now,
+    # metadata only (loupe.indexer.pipeline.recapture)
+    recapture: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 def read_state(store: Store, columns: Sequence[Column], audio: bool) -> StoreState:
@@ -69,6 +73,7 @@ def read_state(store: Store, columns: Sequence[Column], audio: bool) -> StoreSta
                                           if st.kind == MediaKind.IMAGE])
     items.update(orphans)
     state = StoreState(items, orphans, store.skipped_states())
+    state.uncaptured = store.uncaptured_files() | set(orphans)
     # Files indexed before a model joined the index: compute what they lack. (Only for
     # columns not known complete: the lookup scans the whole items table.)
     known_incomplete = set(store.meta.incomplete_columns)
@@ -125,10 +130,13 @@ def plan_run(entries: Sequence[FileEntry], problems: Sequence[ScanProblem],
     todo: list[FileEntry] = []
     need: dict[str, frozenset[str]] = {}
     unchanged = 0
+    recapture: list[tuple[str, str | None]] = []
     for e in entries:
         if up_to_date(e, items.get(e.path)):
             if e.path not in backfill:
                 unchanged += 1
+                if e.path in state.uncaptured:
+                    recapture.append((e.path, items[e.path].kind))
                 continue
             need[e.path] = frozenset(backfill[e.path])
             todo.append(e)
@@ -167,4 +175,5 @@ def plan_run(entries: Sequence[FileEntry], problems: Sequence[ScanProblem],
         known_items=set(items) - set(gone_items),
         known_skipped=set(skipped) - set(gone_skips) - set(stale_skips),
         complete=set(items) - set(backfill),
+        recapture=recapture,
     )

@@ -12,7 +12,10 @@ the heavy part, in waves of ``WAVE_FILES`` files:
 2. *embed* actors load the index's models once (``encoder_from_spec``: the model, not
    its weights, travels) and add each item's vectors;
 3. the wave's rows are appended to the items table by ``lance_ray.write_lance``: each
-   Ray task writes its own Lance fragments, the driver commits them in one version.
+   Ray task writes its own Lance fragments, the driver commits them in one version;
+   their place names (what the camera knew) are given on the driver first, from the
+   wave's file records, as a local run's writer gives them (the town table is loaded
+   once, on the driver, not in every task).
 
 The driver then commits the wave's file records (after their rows, as a local run
 does), so a run stopped at any point is resumed by the next run. Rows equal a local
@@ -25,6 +28,7 @@ forks a process that has opened the store.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import shutil
 import tempfile
@@ -40,9 +44,10 @@ from loupe.indexer.decode.results import DecodeSettings, FileResult
 from loupe.indexer.decode.worker import process_file_with
 from loupe.indexer.encoders import EncoderSpec, encoder_from_spec
 from loupe.indexer.errors import LoupeError
+from loupe.indexer.media.capture import NOTHING
 from loupe.indexer.pipeline.options import IndexOptions, IndexReport
 from loupe.indexer.pipeline.plan import Column, RunPlan
-from loupe.indexer.pipeline.records import item_row
+from loupe.indexer.pipeline.records import item_row, name_places
 from loupe.indexer.scan import FileEntry
 
 WAVE_FILES = 20_000  # files per wave: one items commit, then their file records
@@ -59,11 +64,26 @@ def _ray():
     return ray
 
 
+def _local_only(ray) -> None:
+    """Make a local cluster listen on 127.0.0.1 only: it has no authentication.
+
+    Ray takes a node's address to be the machine's outward one unless told it is not a
+    cluster (its macOS/Windows default, which binds every server to loopback); the
+    variable reaches the processes Ray starts, the constant this one.
+    """
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def connect(address: str | None, workers: int, progress: bool) -> None:
     """Join the Ray cluster at ``address`` ("auto": the one this machine belongs to),
     or start a local one when ``address`` is empty: ``workers`` CPUs for the decode
     tasks and half of one more for the embedding actor (with ``workers`` CPUs alone, one
-    worker left no room for the actor and the run waited forever)."""
+    worker left no room for the actor and the run waited forever). A local cluster
+    listens on 127.0.0.1 only; a cluster at ``address`` must be on a trusted network
+    (Ray has no authentication of its own)."""
     ray = _ray()
     if ray.is_initialized():
         return
@@ -73,6 +93,7 @@ def connect(address: str | None, workers: int, progress: bool) -> None:
         kwargs["address"] = address
     else:
         kwargs["num_cpus"] = max(1, workers) + 1
+        _local_only(ray)
     try:
         with warnings.catch_warnings():
             # lancedb warns on any fork; Ray's is fork + exec (a new process, no Lance state)
@@ -161,10 +182,21 @@ class _Embed:
                                           for r in rows], pa.binary())})
 
 
-def _to_items(batch: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Embedded item rows as a table of the items schema."""
+def _to_items(batch: pa.Table, schema: pa.Schema, places: dict[str, str]) -> pa.Table:
+    """Embedded item rows as a table of the items schema, with the place names the
+    driver gave their files (``places``: {path: name})."""
     rows = [pickle.loads(r) for r in batch["row"].to_pylist()]
+    for r in rows:
+        r["place"] = places.get(r["path"])
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _places_of(results: list[FileResult]) -> dict[str, str]:
+    """{path: place name} of the files whose capture has a point (named here, on the
+    driver, as a local run's writer names them)."""
+    rows = [{"path": r.path, **(r.capture or NOTHING).to_row()} for r in results]
+    name_places(rows)
+    return {r["path"]: r["place"] for r in rows if r["place"] is not None}
 
 
 def _only(role: str):
@@ -208,12 +240,14 @@ def embed_on_ray(todo: Sequence[FileEntry], settings: DecodeSettings, known: fro
                                    "precision": precision},
             compute=pool, **embed_args)
         done = ds.materialize()  # vectors and records only: the inputs are gone
+        files = done.map_batches(_only("file"), batch_format="pyarrow").take_all()
+        results = [pickle.loads(f["file"]) for f in files]
         items = done.map_batches(_only("item"), batch_format="pyarrow").map_batches(
-            _to_items, batch_format="pyarrow", fn_kwargs={"schema": items_schema})
+            _to_items, batch_format="pyarrow",
+            fn_kwargs={"schema": items_schema, "places": _places_of(results)})
         if items.count():
             lance_ray.write_lance(items, items_uri, mode="append", schema=items_schema)
-        files = done.map_batches(_only("file"), batch_format="pyarrow").take_all()
-        yield [pickle.loads(f["file"]) for f in files]
+        yield results
 
 
 def items_uri(store) -> str:

@@ -24,6 +24,7 @@ from loupe.indexer.pipeline.embedder import Embedder
 from loupe.indexer.pipeline.options import IndexOptions, IndexReport
 from loupe.indexer.pipeline.plan import Column, RunPlan, plan_run, read_state, vanished_roots
 from loupe.indexer.pipeline.ray import index_on_ray
+from loupe.indexer.pipeline.recapture import recapture
 from loupe.indexer.pipeline.writer import ReuseBook, Writer
 from loupe.indexer.scan import ScanProblem, scan
 from loupe.search.ann import load_index, saved_info
@@ -53,6 +54,7 @@ def prepare(store: Store, encoders: Sequence[Encoder]) -> tuple[list[Column], De
     if len({c.name for c in columns}) != len(columns):
         raise LoupeError("the same model was given twice")
     store.items()
+    store.add_capture_columns()  # an items table made before captures were read
     store.files()
     return columns, DecodeSettings(tuple(preprocesses), audio)
 
@@ -132,7 +134,8 @@ def finish(store: Store, plan: RunPlan, report: IndexReport, columns: list[Colum
         store.optimize()
     for c in columns:  # brought up to date (incrementally when it can be)
         saved = saved_info(store, c.name)
-        if saved is None or saved.version != store.version():
+        if saved is None or (saved.version, saved.capture_rev) != (store.version(),
+                                                                   store.capture_rev()):
             load_index(store, c.name)
     if tagging_config(store):  # zero-shot tags for what this run added
         report.tagged = update_tags(store, EncoderSet(store.meta.encoders, given=encoders))
@@ -174,6 +177,9 @@ def _index(roots: Sequence[str], store: Store, encoders: list[Encoder],
         {MediaKind.AUDIO} if base_settings.audio else set())
 
     missing = [r for r in roots if not (os.path.isdir(r) or os.path.isfile(r))]
+    # Kept before any row is written (a killed run's rows are under them too): the index
+    # serves only files that lie under a root it was built from.
+    store.meta.add_roots([r for r in roots if r not in missing], run_time)
     problems: list[ScanProblem] = []
     entries = list(scan(roots, problems))
     report.files_seen = len(entries)
@@ -209,6 +215,8 @@ def _index(roots: Sequence[str], store: Store, encoders: list[Encoder],
             os.rmdir(os.path.dirname(spill_dir))  # .spill itself, now empty
         except OSError:
             pass
+    # Files indexed before captures were read: their metadata alone, no model runs.
+    report.recaptured = recapture(store, plan.recapture)
     finish(store, plan, report, columns, encoders, state.incomplete, start_version)
     report.seconds = time.monotonic() - t0
     store.meta.update(last_run={"finished": time.time(), "roots": roots, **report.as_dict()})

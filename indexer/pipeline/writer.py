@@ -23,8 +23,10 @@ from loupe.indexer.pipeline.records import (
     SkipRecord,
     file_record,
     item_row,
+    name_places,
     photo_record,
     skip_record,
+    warm_places,
 )
 from loupe.indexer.scan import ScanProblem
 from loupe.search.store import Store
@@ -70,6 +72,8 @@ class Writer:
     def add_item(self, r: FileResult, item: Item, vectors: dict[str, np.ndarray]) -> None:
         row = item_row(r, item, self.run_time)
         row.update(vectors)
+        if row["lat"] is not None:
+            warm_places()  # named at the commit
         self.rows.append(row)
 
     def add_file(self, r: FileResult, rows: int) -> None:
@@ -136,7 +140,9 @@ class Writer:
             self._resolve_reuse()
         if self.rows:
             # Last one wins for an id written twice (a file retried after a worker crash).
-            self.store.upsert_items(list({r["id"]: r for r in self.rows}.values()))
+            rows = list({r["id"]: r for r in self.rows}.values())
+            name_places(rows)
+            self.store.upsert_items(rows)
             self.rows = []
         if self.repairs:
             self.store.upsert_files(self.repairs)

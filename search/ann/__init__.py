@@ -1,10 +1,12 @@
 """FAISS indexes over a vector column, derived from the store (rebuildable at any time)."""
 
-from loupe.search.ann.catalog import RowCatalog
+from loupe.search.ann.capture_filter import CaptureFilter, wall_seconds
+from loupe.search.ann.catalog import CATALOG_CAPTURE, RowCatalog
 from loupe.search.ann.index import IndexInfo, VectorIndex
 from loupe.search.ann.persist import build_index, load_index, saved_info
 from loupe.search.ann.plan import IndexPlan, plan_index
 from loupe.search.ann.refresh import refresh
 
-__all__ = ["IndexInfo", "IndexPlan", "RowCatalog", "VectorIndex", "build_index", "load_index",
-           "plan_index", "refresh", "saved_info"]
+__all__ = ["CATALOG_CAPTURE", "CaptureFilter", "IndexInfo", "IndexPlan", "RowCatalog",
+           "VectorIndex", "build_index", "load_index", "plan_index", "refresh", "saved_info",
+           "wall_seconds"]

@@ -1,25 +1,46 @@
-"""What each position of a FAISS index holds: the item's id, path, kind and times.
+"""What each position of a FAISS index holds: the item's id, path, kind, times and what
+the camera knew.
 
 A :class:`RowCatalog` is aligned with its index by position (position = the order rows
 were added). It answers the questions searches and features ask about those rows
 without touching FAISS: which positions pass a filter (:meth:`RowCatalog.mask`, cached),
-which are still alive, and which frames of a video lie around a moment
-(:meth:`RowCatalog.frames_near`).
+which are still alive, which frames of a video lie around a moment
+(:meth:`RowCatalog.frames_near`), and what a hit's camera knew
+(:meth:`RowCatalog.captures_at`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from loupe.indexer.kinds import ItemKind
+from loupe.search.ann.capture_filter import (
+    CaptureFilter,
+    camera_text,
+    distinct,
+    local_clock,
+    near_mask,
+    points,
+    taken_clock,
+    text_mask,
+    to_epoch,
+    unit_vectors,
+)
+from loupe.search.store import CAPTURE_FIELDS
 
+# What the camera knew, per position: what hits show and capture filters read
+CATALOG_CAPTURE = ["taken_at", "taken_local", "lat", "lon", "alt", "camera_make",
+                   "camera_model", "lens", "place"]
 # The columns kept per position (saved beside the index as its ``.rows`` file)
-ROW_COLUMNS = ["id", "path", "kind", "timestamp", "end", "mtime_ns", "indexed_at"]
+ROW_COLUMNS = ["id", "path", "kind", "timestamp", "end", "mtime_ns", "indexed_at",
+               *CATALOG_CAPTURE]
 MASK_CACHE = 64  # filter masks kept per catalog (cleared when full)
+_CAPTURE_TYPES = {f.name: f.type for f in CAPTURE_FIELDS}
 
 
 def with_row_columns(table: pa.Table) -> pa.Table:
@@ -27,7 +48,8 @@ def with_row_columns(table: pa.Table) -> pa.Table:
     read before the store had it, or an older saved index)."""
     for name, typ in (("path", pa.string()), ("kind", pa.string()),
                       ("timestamp", pa.float64()), ("end", pa.float64()),
-                      ("mtime_ns", pa.int64()), ("indexed_at", pa.float64())):
+                      ("mtime_ns", pa.int64()), ("indexed_at", pa.float64()),
+                      *((c, _CAPTURE_TYPES[c]) for c in CATALOG_CAPTURE)):
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, typ))
     return table
@@ -58,6 +80,7 @@ class RowCatalog:
         self.mtimes = _seconds(mt, 1e9) if mt else np.full(len(ts), np.nan)
         self._masks: dict[tuple, np.ndarray | None] = {}
         self._positions: dict[str, int] | None = None
+        self._derived: dict[str, object] = {}  # arrays made on first use (capture filters)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,23 +90,107 @@ class RowCatalog:
         return np.ones(len(self), bool) if self.alive is None else self.alive.copy()
 
     def mask(self, kind: str | None = None, folder: str | None = None,
-             since: float | None = None, until: float | None = None) -> np.ndarray | None:
+             since: float | None = None, until: float | None = None,
+             capture: CaptureFilter | None = None) -> np.ndarray | None:
         """Boolean mask of live positions passing the filters (None when there are none
         and every position is alive).
 
         ``since`` / ``until``: the file's modification time (seconds since the epoch) is
-        at or after ``since`` and before ``until``. Masks are cached: the catalog
-        belongs to one store version.
+        at or after ``since`` and before ``until``. ``capture``: what the camera knew
+        (:class:`~loupe.search.ann.capture_filter.CaptureFilter`). Masks are cached (and
+        each capture filter's parts on their own): the catalog belongs to one store
+        version.
         """
-        key = (kind, os.path.abspath(folder) if folder else None, since, until)
+        capture = capture if capture != CaptureFilter() else None
+        key = (kind, os.path.abspath(folder) if folder else None, since, until, capture)
         if key not in self._masks:
             if len(self._masks) >= MASK_CACHE:
                 self._masks.clear()
-            m = self._compute_mask(*key)
+            m = self._compute_mask(*key[:4])
+            if capture is not None:
+                c = self._capture_mask(capture)
+                m = c if m is None else (m & c)
             if self.alive is not None:
                 m = self.alive if m is None else (m & self.alive)
             self._masks[key] = m
         return self._masks[key]
+
+    def _derive(self, name: str, make: Callable[[], object]):
+        """An array made from the rows on first use, kept (the catalog does not change)."""
+        if name not in self._derived:
+            self._derived[name] = make()
+        return self._derived[name]
+
+    def taken_clock(self) -> np.ndarray:
+        """Each position's capture time on the camera's wall clock (seconds; NaN: none),
+        see loupe.search.ann.capture_filter."""
+        return self._derive("taken", lambda: taken_clock(self.rows))  # type: ignore[return-value]
+
+    def _points(self) -> tuple[np.ndarray, np.ndarray]:
+        """float32 and float64 unit vectors of every position's point, made once (see
+        capture_filter.near_mask)."""
+        def make():
+            lat, lon = points(self.rows)
+            return unit_vectors(lat, lon), unit_vectors(lat, lon, np.float64)
+        return self._derive("points", make)  # type: ignore[return-value]
+
+    def _part(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """One part of a capture mask, cached by its own key."""
+        key = ("part", *key)
+        if key not in self._masks:
+            if len(self._masks) >= MASK_CACHE:
+                self._masks.clear()
+            self._masks[key] = make()
+        return self._masks[key]  # type: ignore[return-value]
+
+    def _capture_mask(self, f: CaptureFilter) -> np.ndarray:
+        """The positions passing ``f``: its parts' cached masks, combined (never
+        changed in place: they are shared)."""
+        parts = []
+        if f.dated:
+            parts.append(self._part(("taken", f.taken_since, f.taken_until, f.or_modified),
+                                    lambda: self._taken_mask(f)))
+        if f.near is not None:
+            parts.append(self._part(("near", *f.near, f.within_km), lambda: near_mask(
+                *self._points(), f.near, f.within_km)))  # type: ignore[arg-type]
+        if f.camera:
+            parts.append(self._part(("camera", f.camera.casefold()), lambda: text_mask(
+                self._derive("camera", lambda: distinct(camera_text(self.rows))),  # type: ignore[arg-type]
+                f.camera)))
+        if f.lens:
+            parts.append(self._part(("lens", f.lens.casefold()), lambda: text_mask(
+                self._derive("lens", lambda: distinct(self.rows["lens"])),  # type: ignore[arg-type]
+                f.lens)))
+        if not parts:  # only or_modified: it changes the date order, not what passes
+            return np.ones(len(self), bool)
+        return parts[0] if len(parts) == 1 else np.logical_and.reduce(parts)
+
+    def _taken_mask(self, f: CaptureFilter) -> np.ndarray:
+        taken = self.taken_clock()
+        lo = -np.inf if f.taken_since is None else f.taken_since
+        hi = np.inf if f.taken_until is None else f.taken_until
+        with np.errstate(invalid="ignore"):  # NaN (no capture time) passes no date
+            m = (taken >= lo) & (taken < hi)
+            if f.or_modified:  # the others by their mtime, on this machine's clock
+                lo_e = -np.inf if f.taken_since is None else to_epoch(f.taken_since)
+                hi_e = np.inf if f.taken_until is None else to_epoch(f.taken_until)
+                m |= np.isnan(taken) & (self.mtimes >= lo_e) & (self.mtimes < hi_e)
+        return m
+
+    def date_keys(self, positions: np.ndarray, or_modified: bool = False) -> np.ndarray:
+        """The dates ``positions`` sort by (wall-clock seconds, NaN: no date): their
+        capture time, else (``or_modified``) their file's mtime on this machine's clock."""
+        keys = self.taken_clock()[positions]
+        if or_modified:
+            missing = np.isnan(keys)
+            keys[missing] = local_clock(self.mtimes[positions][missing])
+        return keys
+
+    def captures_at(self, positions: list[int]) -> list[dict]:
+        """What the camera knew of the items at ``positions``: {column: value} of
+        :data:`CATALOG_CAPTURE` each (None where unknown)."""
+        return self.rows.select(CATALOG_CAPTURE).take(pa.array(positions, pa.int64())
+                                                      ).to_pylist()
 
     def _compute_mask(self, kind: str | None, folder: str | None, since: float | None,
                       until: float | None) -> np.ndarray | None:

@@ -38,6 +38,9 @@ class IndexInfo:
     reason: str = ""  # why this kind of index
     rerank: int = 0  # candidates per query re-scored with whole vectors (coded IVF lists)
     max_norm: float = 0.0  # largest vector norm (bounds the fp16 codes' error)
+    # Store.capture_rev its catalog's capture columns were read at: captures written
+    # into existing rows since (an older index's next run) make it read them again
+    capture_rev: int = 0
 
 
 Fetch = Callable[[list[str]], np.ndarray]  # item ids -> their whole stored vectors

@@ -14,6 +14,7 @@ so a reader sees the old files or the new ones, whole.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -22,9 +23,10 @@ import uuid
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import pyarrow.feather as feather
 
-from loupe.search.ann.catalog import ROW_COLUMNS, RowCatalog, with_row_columns
+from loupe.search.ann.catalog import CATALOG_CAPTURE, ROW_COLUMNS, RowCatalog, with_row_columns
 from loupe.search.ann.index import (
     IndexInfo,
     VectorIndex,
@@ -35,7 +37,7 @@ from loupe.search.ann.index import (
 from loupe.search.ann.plan import EXACT_KIND, IndexPlan, set_search_params
 from loupe.search.ann.position_vectors import PositionVectors
 from loupe.search.ann.refresh import refresh, writable
-from loupe.search.store import Store
+from loupe.search.store import Store, read_columns
 
 
 def index_paths(store: Store, column: str) -> tuple[str, str]:
@@ -49,11 +51,33 @@ def build_index(store: Store, column: str, memory_budget: int | None = None,
     """Build the column's index from the store's current version and save it: the kind
     ``plan`` says, default the one planned for its size (within ``memory_budget`` and
     ``flat_limit``), tuned."""
+    rev = store.capture_rev()  # before the rows: a later count means a later read
     version, table = store.read_vectors(column)
     vidx = build_vector_index(column, version, table, memory_budget, flat_limit,
                               store_fetcher(store, column), plan)
+    vidx.info.capture_rev = rev
     save_index(store, vidx)
     return vidx.info
+
+
+def with_captures(vidx: VectorIndex, store: Store, rev: int) -> VectorIndex:
+    """``vidx`` with its catalog's capture columns read again from the store (captures
+    were written into existing rows, whose vectors did not change), as of ``rev``."""
+    cat = vidx.catalog
+    t = store.items(create=False)
+    have = [c for c in CATALOG_CAPTURE if t is not None and c in t.schema.names]
+    if not have:
+        return vidx
+    got = read_columns(t, ["id", *have])
+    at = pa.table({"id": cat.rows["id"], "_at": pa.array(np.arange(len(cat)), pa.int64())})
+    joined = at.join(got, "id", join_type="left outer").sort_by("_at")
+    rows = cat.rows
+    for c in have:
+        rows = rows.set_column(rows.schema.get_field_index(c), rows.schema.field(c),
+                               joined[c].cast(rows.schema.field(c).type))
+    info = dataclasses.replace(vidx.info, capture_rev=rev)
+    return VectorIndex(vidx.index, RowCatalog(rows.combine_chunks(), cat.alive), info,
+                       vidx.fetch, vidx.local)
 
 
 def save_index(store: Store, vidx: VectorIndex) -> None:
@@ -152,17 +176,21 @@ def load_index(store: Store, column: str, previous: VectorIndex | None = None,
     """The column's index at the store's current version: ``previous`` (or the saved
     one) refreshed when the store has moved on, else rebuilt from the store (as ``plan``
     says, default as planned for its size); saved when the directory is writable."""
+    rev = store.capture_rev()  # read before the rows (see with_captures)
     current = store.version()
     vidx = previous if previous is not None and previous.info.column == column else None
     if vidx is None:
         vidx = load_saved(store, column)
-    if vidx is not None and vidx.info.version == current:
+    if vidx is not None and (vidx.info.version, vidx.info.capture_rev) == (current, rev):
         return vidx
     out = refresh(vidx, store, plan) if vidx is not None else None
     if out is None:
         version, table = store.read_vectors(column)
         out = build_vector_index(column, version, table, fetch=store_fetcher(store, column),
                                  plan=plan)
+        out.info.capture_rev = rev
+    elif out.info.capture_rev != rev:
+        out = with_captures(out, store, rev)
     try:
         save_index(store, out)
     except OSError:

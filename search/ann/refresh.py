@@ -72,7 +72,8 @@ def refresh(vidx: VectorIndex, store: Store, plan: IndexPlan | None = None) -> V
             alive = np.concatenate([alive, np.ones(len(new), bool)])
     old = vidx.info
     info = IndexInfo(column, version, int(alive.sum()), old.kind, old.nprobe, old.recall,
-                     len(alive) - int(alive.sum()), old.reason, old.rerank, max_norm)
+                     len(alive) - int(alive.sum()), old.reason, old.rerank, max_norm,
+                     old.capture_rev)
     return VectorIndex(index, RowCatalog(rows, alive), info,
                        vidx.fetch or store_fetcher(store, column), local)
 

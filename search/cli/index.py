@@ -148,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
           f"seen, {report.unchanged} unchanged, {report.embedded} items embedded "
           f"({rate:.1f}/s), {report.reused} reused, {report.removed} removed, "
           f"{report.skipped} skipped, {report.unsupported} not indexed by these models")
+    if report.recaptured:
+        print(f"read what the camera knew for {report.recaptured:,} files indexed before "
+              "(no re-embedding)")
     if report.videos or report.audio_files:
         print(f"  {report.photos} photos, {report.videos} videos ({report.frames} frames), "
               f"{report.audio_files} sound files, {report.sound_windows} sound windows")

@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from loupe.indexer import LoupeError
 from loupe.search.cli.common import EXIT_OK, add_db, add_encoder, clock, date_range, db_dir, shown
+
+if TYPE_CHECKING:
+    from loupe.search import Hit
 
 NAME = "search"
 
@@ -36,6 +40,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only files modified on or after this day")
     p.add_argument("--until", default=None, metavar="YYYY-MM-DD",
                    help="only files modified on or before this day")
+    p.add_argument("--taken-since", default=None, metavar="DATE",
+                   help="only pictures taken on or after DATE (2021-06-01, or "
+                        "2021-06-01T14:00), on the camera's own clock")
+    p.add_argument("--taken-until", default=None, metavar="DATE",
+                   help="only pictures taken on or before DATE (a day counts whole)")
+    p.add_argument("--or-modified", action="store_true",
+                   help="with --taken-since/--taken-until and --sort: a file without a "
+                        "capture time counts by its modification time")
+    p.add_argument("--near", default=None, metavar="PLACE",
+                   help='only pictures taken near PLACE: a town ("Lisbon", "Paris, Texas") '
+                        "or LAT,LON")
+    p.add_argument("--within", type=float, default=25.0, metavar="KM",
+                   help="--near's radius in km (25)")
+    p.add_argument("--camera", default=None, metavar="TEXT",
+                   help='only pictures whose camera make/model holds TEXT (any case: "canon", '
+                        '"iphone 12")')
+    p.add_argument("--lens", default=None, metavar="TEXT",
+                   help="only pictures whose lens holds TEXT (any case)")
+    p.add_argument("--sort", default="relevance", choices=["relevance", "newest", "oldest"],
+                   help="relevance (default), or by date taken: newest or oldest first, "
+                        "among the hits scoring at least 80%% of the best (or --min-score)")
+    p.add_argument("--min-score", type=float, default=None, metavar="X",
+                   help="only hits with a score (cosine) of at least X")
     p.add_argument("--where", action="append", default=[], metavar="tag=LABEL",
                    help="only items tagged LABEL (an index built with --tags); repeat to "
                         "require several")
@@ -57,7 +84,7 @@ def usage_error(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Answer the query and print the hits (or JSON)."""
     from loupe.indexer import DEFAULT_MODEL, encoder_from_spec, load_encoder
-    from loupe.search import Searcher, Store, modalities, parse_query
+    from loupe.search import CaptureFilter, Searcher, Store, modalities, parse_query
     from loupe.search.explain import check_threshold, parse_where
 
     if args.k < 1:
@@ -71,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
     wanted_tags = parse_where(args.where)
     if args.hide_duplicates is not None:
         check_threshold(args.hide_duplicates)
+    try:  # dates and places are read before a model loads: a typo fails fast
+        capture = CaptureFilter.of(args.taken_since, args.taken_until, args.or_modified,
+                                   args.near, args.within, args.camera, args.lens)
+    except ValueError as e:
+        raise LoupeError(str(e)) from e
     store = Store(db_dir(args))
     needs = modalities(terms)
     if args.model or args.pretrained:
@@ -90,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     since, until = date_range(args.since, args.until)
     hits = searcher.search(terms, k=args.k, kind=kind, folder=args.folder,
                            group=not args.frames, since=since, until=until,
-                           dedupe=args.hide_duplicates, tags=wanted_tags)
+                           dedupe=args.hide_duplicates, tags=wanted_tags, capture=capture,
+                           sort=args.sort, min_score=args.min_score)
     elapsed = time.perf_counter() - t0
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
@@ -103,8 +136,19 @@ def run(args: argparse.Namespace) -> int:
             where = "  at " + ", ".join(clock(m.timestamp) for m in h.moments)
         elif h.timestamp is not None:
             where = f"  at {clock(h.timestamp)}"
-        print(f"{i:3d}  {h.score:.4f}  {shown(h.path)}{where}")
+        print(f"{i:3d}  {h.score:.4f}  {shown(h.path)}{where}{_taken(h)}")
     hidden = f", {searcher.last_hidden} near duplicates hidden" if searcher.last_hidden else ""
     print(f"({len(hits)} results{hidden} in {elapsed * 1000:.0f} ms; model and index loaded in "
           f"{load_s:.1f} s)", file=sys.stderr)
     return EXIT_OK
+
+
+def _taken(h: Hit) -> str:
+    """When and where a hit was taken, for its line ("" when unknown)."""
+    import datetime as dt
+
+    when = h.taken_local.replace("T", " ") if h.taken_local else (
+        dt.datetime.fromtimestamp(h.taken_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if h.taken_at is not None else None)
+    parts = [p for p in (when, h.place) if p]
+    return f"  [{', '.join(parts)}]" if parts else ""

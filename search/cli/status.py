@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
               f"{', '.join(e['modalities'])}; index: {_faiss_line(e['faiss'])}")
         if e.get("weights_license"):
             print(f"  weights licence: {e['weights_license']}")
+    cap = st.get("captures") or {}
+    if cap.get("taken") or cap.get("placed"):
+        print(f"what the camera knew: {cap['taken']:,} items with a capture time, "
+              f"{cap['placed']:,} with a GPS position")
     if st["last_run"]:
         lr = st["last_run"]
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lr["finished"]))

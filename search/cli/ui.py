@@ -1,53 +1,109 @@
-"""``loupe ui``: serve the Streamlit web UI on an index."""
+"""``loupe ui``: serve the Streamlit web UI on an index, behind its gate.
+
+On this machine (the default) the UI needs a per-launch key, printed in the address to
+open; beyond it (``--host``) viewers sign in with the password of ``--password-file``,
+over TLS when ``--tls-cert``/``--tls-key`` are given.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.resources
+import os
 import sys
 
 from loupe.indexer import LoupeError
 from loupe.search.cli.common import EXIT_OK, add_db, db_dir
+from loupe.ui import (
+    TOKEN_ENV,
+    check_oidc,
+    is_loopback,
+    new_token,
+    read_password,
+    ui_command,
+    ui_url,
+)
 
 NAME = "ui"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+__all__ = ["register", "run", "ui_command"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``loupe ui`` to the subparsers."""
     p = sub.add_parser(NAME, help="open the web UI (Streamlit) on this index",
                        description="Serve the web UI: search by words, image or sound, look "
-                                   "at hits, ground them. It listens on 127.0.0.1 only, unless "
-                                   "--host says otherwise.")
+                                   "at hits, ground them. It listens on 127.0.0.1 only and "
+                                   "needs the key in the address it prints, unless --host "
+                                   "says otherwise (then viewers sign in with a password).")
     add_db(p)
     p.add_argument("--port", type=int, default=8501, help="port (8501)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes "
-                        "the UI and every indexed file to the network)")
+                   help="address to listen on (127.0.0.1: this machine only; another address "
+                        "exposes the UI and every indexed file to whoever signs in, and needs "
+                        "--password-file)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="another name browsers reach this server by (a DNS name of this "
+                        "machine, a proxy's name); repeatable")
+    p.add_argument("--password-file", default=None, metavar="FILE",
+                   help="the password viewers sign in with (its first line; 8 characters or "
+                        "more); needed with --host")
+    p.add_argument("--auth", choices=["oidc"], default=None,
+                   help="oidc: viewers sign in with the team's identity provider (Streamlit's "
+                        "st.login; its [auth] settings from --oidc-secrets or Streamlit's "
+                        "secrets.toml)")
+    p.add_argument("--oidc-secrets", default=None, metavar="TOML",
+                   help="a secrets file with the [auth] table of the identity provider")
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate (HTTPS)")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="TLS private key")
+    p.add_argument("--no-browser", action="store_true",
+                   help="do not open a browser on the address")
     p.add_argument("--grounding-model", default=None, metavar="NAME_OR_DIR",
                    help="Kosmos-2 for grounding (hub id or local folder)")
     p.add_argument("--max-upload-mb", type=int, default=50,
                    help="largest query image/sound upload in MB (50)")
+    p.add_argument("--max-upload-pixels", type=int, default=None, metavar="N",
+                   help="largest query picture in pixels, checked before it is decoded "
+                        "(50,000,000)")
+    p.add_argument("--max-sound-seconds", type=float, default=None, metavar="S",
+                   help="of a query sound, only the first S seconds are used (60)")
     p.add_argument("--allow-indexing", action="store_true",
                    help="keep the page's 'Index a folder' action when --host exposes the UI "
                         "(it is always on for 127.0.0.1)")
 
 
-def ui_command(db: str, port: int = 8501, host: str = "127.0.0.1",
-               grounding_model: str | None = None, max_upload_mb: int = 50,
-               allow_indexing: bool = False) -> list[str]:
-    """The ``streamlit run`` command line that serves the UI (tests start it the same way)."""
-    app = str(importlib.resources.files("loupe.ui") / "app.py")
-    cmd = [sys.executable, "-m", "streamlit", "run", app,
-           "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-           "--server.maxUploadSize", str(max_upload_mb), "--browser.gatherUsageStats", "false",
-           "--client.toolbarMode", "viewer", "--client.showErrorDetails", "false",
-           "--server.fileWatcherType", "none", "--", "--db", db]
-    if grounding_model:
-        cmd += ["--grounding-model", grounding_model]
-    if host not in LOOPBACK and not allow_indexing:
-        cmd.append("--no-indexing")  # strangers must not make the server index its disks
-    return cmd
+def _checked(args: argparse.Namespace) -> tuple[str, str, tuple[str, str] | None]:
+    """(scheme, shown host, TLS files) once the flags make sense; LoupeError otherwise."""
+    if not 0 < args.port < 65536:
+        raise LoupeError("--port must be between 1 and 65535")
+    if args.max_upload_mb < 1:
+        raise LoupeError("--max-upload-mb must be at least 1")
+    if args.max_upload_pixels is not None and args.max_upload_pixels < 1:
+        raise LoupeError("--max-upload-pixels must be at least 1")
+    if args.max_sound_seconds is not None and not args.max_sound_seconds > 0:
+        raise LoupeError("--max-sound-seconds must be more than 0")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise LoupeError("give both --tls-cert and --tls-key (or neither)")
+    tls = None
+    if args.tls_cert:
+        for path in (args.tls_cert, args.tls_key):
+            if not os.path.isfile(path):
+                raise LoupeError(f"{path} is not a file")
+        tls = (os.path.abspath(args.tls_cert), os.path.abspath(args.tls_key))
+    if args.auth == "oidc":
+        if args.password_file:
+            raise LoupeError("give --password-file or --auth oidc, not both")
+        check_oidc(args.oidc_secrets)
+    elif args.oidc_secrets:
+        raise LoupeError("--oidc-secrets goes with --auth oidc")
+    elif args.password_file:
+        read_password(args.password_file)  # a clear error now, not in the server's log
+    elif not is_loopback(args.host):
+        raise LoupeError(f"serving on {args.host} lets anyone who reaches this machine in: "
+                         "give --password-file FILE (a password viewers sign in with) or "
+                         "--auth oidc")
+    if not is_loopback(args.host) and tls is None:
+        print(f"loupe: warning: serving on {args.host} without TLS: passwords and pictures "
+              "cross the network in clear (give --tls-cert and --tls-key)", file=sys.stderr)
+    return ("https" if tls else "http"), args.host, tls
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,18 +114,28 @@ def run(args: argparse.Namespace) -> int:
 
     db = db_dir(args)
     Store(db)  # a clear error now if there is no index there
-    if not 0 < args.port < 65536:
-        raise LoupeError("--port must be between 1 and 65535")
-    if args.max_upload_mb < 1:
-        raise LoupeError("--max-upload-mb must be at least 1")
-    if args.host not in LOOPBACK:
-        print(f"loupe: warning: serving on {args.host}: anyone who can reach this machine can "
-              "search the index and see every indexed file", file=sys.stderr)
-    cmd = ui_command(db, args.port, args.host, args.grounding_model, args.max_upload_mb,
-                     args.allow_indexing)
-    print(f"Loupe UI for {db} at http://{args.host}:{args.port} (Ctrl-C stops it)",
-          file=sys.stderr)
+    scheme, host, tls = _checked(args)
+    env = dict(os.environ)
+    token = None
+    if not (args.password_file or args.auth):
+        token = env[TOKEN_ENV] = new_token()
+    cmd = ui_command(db, args.port, host, args.grounding_model, args.max_upload_mb,
+                     args.allow_indexing, tuple(args.allow_host), args.password_file, tls,
+                     args.auth, args.oidc_secrets, args.max_upload_pixels,
+                     args.max_sound_seconds)
+    url = ui_url(scheme, host, args.port, token)
+    print(f"Loupe UI for {db} at {url} (Ctrl-C stops it)", file=sys.stderr)
     try:
-        return subprocess.call(cmd)
+        proc = subprocess.Popen(cmd, env=env)
+        if not args.no_browser and _has_display():
+            import webbrowser
+
+            webbrowser.open(url)
+        return proc.wait()
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _has_display() -> bool:
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

@@ -11,6 +11,8 @@ _EXPORTS = {
     "ids_with_tags": "loupe.search.explain.tags",
     "parse_where": "loupe.search.explain.tags",
     "tag_rows": "loupe.search.explain.tags",
+    "tag_labels": "loupe.search.explain.tags",
+    "tagged_count": "loupe.search.explain.tags",
     "tag_vectors": "loupe.search.explain.tags",
     "tagging_config": "loupe.search.explain.tags",
     "tags_of": "loupe.search.explain.tags",

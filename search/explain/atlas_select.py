@@ -136,7 +136,7 @@ def mosaic(store: Store, atlas: Atlas, cells: int = 24, tile: int = 48,
             say(f"thumbnails {done:,} of {len(picks):,}")
         try:
             data = thumbs.thumbnail(store, str(atlas.ids[p]))
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:  # a thumbnail
                 im = im.convert("RGB")
                 side = min(im.size)  # centre square crop
                 left, top = (im.width - side) // 2, (im.height - side) // 2

@@ -37,7 +37,7 @@ from loupe.search.explain.labels import (
     top_labels,
     top_shares,
 )
-from loupe.search.store import Store, scan, upsert, where_in
+from loupe.search.store import Store, read_columns, scan, upsert, where_in
 
 # The tags table: an item's top labels (one row per item), kept by ``update_tags``.
 TAGS = "tags"
@@ -71,6 +71,22 @@ def tag_rows(store: Store, where: str | None = None) -> pa.Table:
     if t is None:
         return TAGS_SCHEMA.empty_table().select(["id", "labels", "shares"])
     return scan(t, ["id", "labels", "shares"], where)
+
+
+def tagged_count(store: Store) -> int:
+    """How many items have stored tags (counted, not read)."""
+    t = _tags_table(store)
+    return 0 if t is None else t.count_rows()
+
+
+def tag_labels(store: Store) -> list[str]:
+    """The labels the stored tags use, sorted without regard to case (only that column
+    is read)."""
+    t = _tags_table(store)
+    if t is None:
+        return []
+    flat = pc.unique(pc.list_flatten(read_columns(t, ["labels"])["labels"])).to_pylist()
+    return sorted((x for x in flat if x is not None), key=str.lower)
 
 
 def upsert_tags(store: Store, rows: list[dict]) -> None:

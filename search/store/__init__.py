@@ -2,6 +2,8 @@
 
 from loupe.search.store.meta import IndexMeta
 from loupe.search.store.schema import (
+    CAPTURE_FIELDS,
+    CAPTURE_NAMES,
     FORMAT_VERSION,
     ITEM_META_COLUMNS,
     items_schema,
@@ -13,18 +15,22 @@ from loupe.search.store.store import (
     default_db_dir,
     item_id,
 )
-from loupe.search.store.tables import scan, sql_str, upsert, where_in
+from loupe.search.store.tables import count_by, read_columns, scan, sql_str, upsert, where_in
 
 __all__ = [
+    "CAPTURE_FIELDS",
+    "CAPTURE_NAMES",
     "FORMAT_VERSION",
     "ID_INDEX_MIN_ROWS",
     "ITEM_META_COLUMNS",
     "FileState",
     "IndexMeta",
     "Store",
+    "count_by",
     "default_db_dir",
     "item_id",
     "items_schema",
+    "read_columns",
     "scan",
     "sql_str",
     "upsert",

@@ -1,5 +1,6 @@
 """``meta.json``: an index's format, the encoders whose vectors it holds, which of their
-columns may still lack vectors, where its tables live, and what its last run did.
+columns may still lack vectors, where its tables live, the roots it was built from, and
+what its last run did.
 
 Written atomically (a temp file renamed over the old one), so a reader always sees a
 whole file, the old or the new.
@@ -87,6 +88,28 @@ class IndexMeta:
     def last_run(self) -> dict | None:
         """What the last indexing run did (its report, roots and end time)."""
         return self._data.get("last_run")
+
+    @property
+    def roots(self) -> list[str] | None:
+        """The real paths of every root an indexing run was given, all runs together
+        (None: an index made before they were kept, see :attr:`roots_since`)."""
+        roots = self._data.get("roots")
+        return None if roots is None else list(roots)
+
+    @property
+    def roots_since(self) -> float | None:
+        """When :attr:`roots` began to be kept: files recorded before then may lie under
+        roots of earlier runs that were never written down."""
+        return self._data.get("roots_since")
+
+    def add_roots(self, roots: Iterable[str], since: float) -> None:
+        """Keep ``roots`` (as real paths) with the others; ``since``: the time stamp of
+        the run that brings them (its rows' ``indexed_at``), kept as :attr:`roots_since`
+        when they are the first roots this index keeps."""
+        joined = set(self.roots or ()) | {os.path.realpath(r) for r in roots}
+        if self.roots != sorted(joined):
+            self.update(roots=sorted(joined),
+                        roots_since=self._data.get("roots_since", since))
 
     @property
     def encoders(self) -> dict[str, EncoderSpec]:

@@ -32,6 +32,8 @@ from loupe.indexer.kinds import ItemKind, MediaKind
 from loupe.search.store.lock import writer_lock
 from loupe.search.store.meta import IndexMeta
 from loupe.search.store.schema import (
+    CAPTURE_FIELDS,
+    CAPTURE_NAMES,
     CORE_TABLES,
     FILES,
     FILES_SCHEMA,
@@ -43,7 +45,33 @@ from loupe.search.store.schema import (
     SKIPPED_SCHEMA,
     items_schema,
 )
-from loupe.search.store.tables import open_table, scan, sql_str, upsert, where_in
+from loupe.search.store.tables import (
+    count_by,
+    open_table,
+    read_columns,
+    scan,
+    sql_str,
+    upsert,
+    where_in,
+)
+
+
+def _update_by_path(table, data: pa.Table) -> int:
+    """Set ``data``'s columns (``path`` and some others) on every row of ``table`` with
+    that path, in one commit; rows of other paths, and other columns, stay. Returns the
+    rows updated."""
+    try:
+        ds = table.to_lance()
+    except (ImportError, AttributeError, NotImplementedError):  # no pylance, remote table
+        ds = None
+    if ds is not None:
+        # Lance's column patch: new data files for these columns only, beside the old.
+        out = (ds.merge_insert("path").when_matched_update_all()
+               .write_mode("rewrite_columns").execute(data))
+        table.checkout_latest()
+        return int(out["num_updated_rows"])
+    out = table.merge_insert("path").when_matched_update_all().execute(data)
+    return int(out.num_updated_rows)
 
 
 def item_id(path: str, kind: str = ItemKind.PHOTO, timestamp: float | None = None) -> str:
@@ -110,6 +138,7 @@ class Store:
         # AZURE_*), as LanceDB does.
         self.db = lancedb.connect(self.tables_uri, read_consistency_interval=timedelta(0))
         self._tables: dict[str, object] = {}
+        self._rev, self._rev_stamp = 0, None  # capture_rev(), cached by meta.json's stat
         if self.meta.format == 1:
             self._migrate_from_1()
         if self.meta.format != FORMAT_VERSION:
@@ -162,6 +191,19 @@ class Store:
         if t is not None and spec.column not in t.schema.names:
             t.add_columns([pa.field(spec.column, pa.list_(pa.float32(), spec.dim))])
         return spec.column
+
+    def add_capture_columns(self) -> bool:
+        """Give an items table made before captures were read their columns (null for
+        its rows: a metadata-only commit); a writer's step, under the writer lock (a
+        reader never writes: it takes the missing columns as null). Returns True when
+        columns were added."""
+        t = self.items(create=False)
+        if t is None:
+            return False
+        missing = [f for f in CAPTURE_FIELDS if f.name not in t.schema.names]
+        if missing:
+            t.add_columns(missing)
+        return bool(missing)
 
     # -- tables ----------------------------------------------------------------------
     def table_names(self) -> set[str]:
@@ -220,6 +262,15 @@ class Store:
     def item_states(self) -> dict[str, FileState]:
         """{path: state} of the files whose items are all written (kind = media kind)."""
         return self._states(self.files(create=False), "fingerprint")
+
+    def uncaptured_files(self) -> set[str]:
+        """Paths of the indexed files whose capture was never read (recorded before
+        Loupe read captures: their ``captured`` is null or missing)."""
+        t = self.files(create=False)
+        if t is None:
+            return set()
+        where = "captured IS NULL OR NOT captured" if "captured" in t.schema.names else None
+        return set(read_columns(t, ["path"], where)["path"].to_pylist())
 
     def photo_states(self, exclude: Iterable[str] = ()) -> dict[str, FileState]:
         """{path: state} of photo rows whose file has no record: ``exclude`` gives the
@@ -305,10 +356,11 @@ class Store:
         if t is None or not ids:
             return {}
         cols = columns or ITEM_META_COLUMNS
+        have = [c for c in cols if c in t.schema.names]  # an older table: null for the rest
         out = {}
         for where in where_in("id", ids):
-            for row in scan(t, cols, where).to_pylist():
-                out[row["id"]] = row
+            for row in scan(t, have, where).to_pylist():
+                out[row["id"]] = {c: row.get(c) for c in cols}
         return out
 
     def vectors_of(self, ids: Sequence[str], column: str) -> np.ndarray:
@@ -324,23 +376,26 @@ class Store:
         return out
 
     def _pinned_scan(self, column: str, names: list[str]) -> tuple[int, pa.Table]:
-        """(version, ``names`` of the rows with a vector in ``column``) from one snapshot."""
+        """(version, ``names`` of the rows with a vector in ``column``) from one snapshot
+        (of ``names``, those the table has)."""
         t = self.items(create=False)
         t.checkout_latest()
         version = t.version
         t.checkout(version)  # pin: writers may commit while we read
         try:
-            return version, scan(t, names, f"{column} IS NOT NULL")
+            have = [n for n in names if n in t.schema.names]
+            return version, scan(t, have, f"{column} IS NOT NULL")
         finally:
             t.checkout_latest()
 
     def read_vectors(self, column: str) -> tuple[int, pa.Table]:
-        """(version, table of id/path/kind/timestamp/end/vector) of the rows that have a
-        vector in ``column``, from one consistent snapshot."""
+        """(version, table of id/path/kind/timestamp/end/mtime/capture/vector) of the rows
+        that have a vector in ``column``, from one consistent snapshot (the capture
+        columns only when the table has them)."""
         if self.items(create=False) is None:
             return 0, pa.table({"id": pa.array([], pa.string())})
         return self._pinned_scan(column, ["id", "path", "kind", "timestamp", "end",
-                                          "mtime_ns", "indexed_at", column])
+                                          "mtime_ns", "indexed_at", *CAPTURE_NAMES, column])
 
     def read_ids(self, column: str) -> tuple[int, pa.Table]:
         """(version, table of id / indexed_at) of the rows with a vector in ``column``,
@@ -351,13 +406,21 @@ class Store:
         return self._pinned_scan(column, ["id", "indexed_at"])
 
     def counts(self) -> dict[str, int]:
-        """{kind: number of rows}."""
+        """{kind: number of rows} (counted by LanceDB: no rows are read)."""
         t = self.items(create=False)
         if t is None:
             return {}
+        return count_by(t, "kind", list(ItemKind))
+
+    def versions(self) -> dict[str, int]:
+        """{table: latest version} of every table there is, core and features: it
+        changes whenever anything is written."""
         out: dict[str, int] = {}
-        for k in scan(t, ["kind"])["kind"].to_pylist():
-            out[k] = out.get(k, 0) + 1
+        for name in sorted(self.table_names()):
+            t = self.table(name, None, create=False)
+            if t is not None:
+                t.checkout_latest()
+                out[name] = t.version
         return out
 
     def item_rows(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
@@ -372,7 +435,9 @@ class Store:
         t = self.files(create=False)
         if t is None:
             return []
-        return scan(t, FILES_SCHEMA.names, where).to_pylist()
+        have = set(t.schema.names)  # an older table may lack the newer columns: null
+        rows = scan(t, [n for n in FILES_SCHEMA.names if n in have], where).to_pylist()
+        return [{n: r.get(n) for n in FILES_SCHEMA.names} for r in rows]
 
     def skipped_rows(self) -> list[dict]:
         """All skipped-file records."""
@@ -399,9 +464,65 @@ class Store:
             upsert(t, "id", group, schema)
 
     def upsert_files(self, rows: list[dict]) -> None:
-        """Insert or replace indexed-file records by path, in one commit."""
+        """Insert or replace indexed-file records by path, in one commit (after the
+        columns an older files table lacks are added, null for its rows)."""
         if rows:
-            upsert(self.files(), "path", rows, FILES_SCHEMA)
+            t = self.files()
+            missing = [f for f in FILES_SCHEMA if f.name not in t.schema.names]
+            if missing:
+                t.add_columns(missing)
+            upsert(t, "path", rows, FILES_SCHEMA)
+
+    def write_captures(self, rows: list[dict]) -> int:
+        """Write the capture columns (:data:`CAPTURE_NAMES`, keyed by ``path``: one row a
+        file) into every item row of those files, then mark the files captured: one
+        commit on each table, items first (a run killed between reads them again).
+        Vectors and every other column stay as they are. Returns the item rows updated.
+
+        Through the Lance dataset when pylance is there: the new values go into new
+        column files beside the fragments' own (100k items: about 0.1 s, the vectors
+        never read or written); else a LanceDB merge_insert, which rewrites the rows."""
+        rows = list({r["path"]: r for r in rows}.values())
+        t, files = self.items(create=False), self.files(create=False)
+        if not rows or t is None:
+            return 0
+        self.add_capture_columns()
+        schema = pa.schema([pa.field("path", pa.string(), nullable=False), *CAPTURE_FIELDS])
+        data = pa.Table.from_pylist(rows, schema=schema)  # other keys left out
+        updated = _update_by_path(t, data)
+        # Rows changed in place (their indexed_at kept, so FAISS keeps their vectors):
+        # counted, so that saved indexes read their catalogs' capture columns again.
+        self.meta.update(capture_rev=self.capture_rev() + 1)
+        if files is not None:
+            if "captured" not in files.schema.names:
+                files.add_columns([FILES_SCHEMA.field("captured")])
+            done = pa.table({"path": data["path"],
+                             "captured": pa.array([True] * len(rows), pa.bool_())})
+            _update_by_path(files, done)
+        return updated
+
+    def capture_rev(self) -> int:
+        """How many times captures were written into existing rows (``meta.json``, read
+        afresh: another process may have written it); a saved index built at an older
+        count reads its catalog's capture columns again (search/ann/persist.py)."""
+        try:  # read again only when the file changed (a search asks every time)
+            st = os.stat(self.meta.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._rev_stamp != stamp:
+                self._rev = int(IndexMeta(self.dir).get("capture_rev", 0))
+                self._rev_stamp = stamp
+            return self._rev
+        except (OSError, LoupeError, TypeError, ValueError):
+            return 0
+
+    def capture_counts(self) -> dict[str, int]:
+        """{"taken": items with a capture time, "placed": items with GPS} (row counts:
+        nothing is read; 0 for an index without the columns)."""
+        t = self.items(create=False)
+        if t is None or "lat" not in t.schema.names:
+            return {"taken": 0, "placed": 0}
+        return {"taken": t.count_rows("taken_at IS NOT NULL OR taken_local IS NOT NULL"),
+                "placed": t.count_rows("lat IS NOT NULL")}
 
     def upsert_skipped(self, rows: list[dict]) -> None:
         """Insert or replace skipped-file records by path, in one commit."""

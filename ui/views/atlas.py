@@ -23,7 +23,7 @@ from loupe.search.explain import Atlas, atlas_positions, load_atlas, mosaic, sel
 from loupe.search.store import Store
 from loupe.ui import format as fmt
 from loupe.ui.core import AppArgs
-from loupe.ui.resources import friendly, open_index
+from loupe.ui.resources import friendly, heavy_work, open_index
 from loupe.ui.services import SearchService, log_unexpected
 
 ss = st.session_state
@@ -200,7 +200,8 @@ def render(args: AppArgs) -> None:
         version = svc.version()
         with st.spinner("Drawing the map of the index (the first time for each index "
                         "version: a minute or more for a big index)…"):
-            atlas = _atlas(svc.db, version, column, method, kinds)
+            with heavy_work().slot("drawing the map"):
+                atlas = _atlas(svc.db, version, column, method, kinds)
     if atlas is None:
         return
     if len(atlas) == 0:
@@ -213,7 +214,8 @@ def render(args: AppArgs) -> None:
     if pictures:
         with friendly("making the pictures"), st.spinner("Making the mosaic of thumbnails…"):
             key = (atlas.column, atlas.version, atlas.method, atlas.mapped_kinds)
-            background = _mosaic(svc.db, atlas, key)
+            with heavy_work().slot("making the pictures"):
+                background = _mosaic(svc.db, atlas, key)
     ss["atlas_info"] = {"points": len(atlas), "method": atlas.method, "version": atlas.version,
                         "sampled": atlas.sampled, "total": atlas.total, "hits": len(hits),
                         "column": atlas.column, "pictures": background is not None}

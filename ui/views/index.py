@@ -8,12 +8,12 @@ import time
 import streamlit as st
 
 from loupe.indexer import ItemKind, LoupeError
-from loupe.search import index_status
 from loupe.search.store import Store
 from loupe.ui import format as fmt
 from loupe.ui.core import AppArgs
-from loupe.ui.resources import friendly, index_job
+from loupe.ui.resources import friendly, heavy_work, index_job, search_service
 from loupe.ui.services import IndexJob, log_unexpected
+from loupe.ui.summaries import PAGE_ROWS, IndexSummaries
 
 ss = st.session_state
 DUP_GROUPS = 20  # duplicate groups shown
@@ -22,12 +22,14 @@ DUP_PER_GROUP = 6  # members shown per group
 
 def render(args: AppArgs) -> None:
     st.title("Index")
-    status = None
+    status = summaries = None
     with friendly("reading the index status"):
-        status = index_status(Store(args.db))  # a fresh Store: meta (last run) up to date
-    if status is None:
+        # Shared by the sessions, computed again when a table or the meta (the last run)
+        # has changed: counts only; the file lists below are shown a page at a time.
+        summaries = search_service(args.db).summaries
+        status = summaries.status()
+    if status is None or summaries is None:
         return
-    ss["index_status"] = status
     st.caption(f"`{status['db']}` · store version {status['store_version']}")
     counts, files = status["counts"], status["files"]
     c = st.columns(4)
@@ -36,7 +38,7 @@ def render(args: AppArgs) -> None:
                 help=f"from {files.get('video', 0):,} videos")
     c[2].metric("Sound windows", f"{counts.get('audio', 0):,}",
                 help=f"from {files.get('audio', 0):,} sound files")
-    c[3].metric("Skipped files", f"{len(status['skipped']):,}")
+    c[3].metric("Skipped files", f"{status['skipped_count']:,}")
 
     indexing(args, status)
 
@@ -72,25 +74,44 @@ def render(args: AppArgs) -> None:
     explain_status(status)
     duplicates_section(args)
 
-    st.subheader(f"Skipped files ({len(status['skipped'])})")
-    if status["skipped"]:
-        st.dataframe([{"file": fmt.shown_path(s["path"]), "reason": s["reason"]}
-                      for s in status["skipped"]], hide_index=True, width="stretch")
+    st.subheader(f"Skipped files ({status['skipped_count']:,})")
+    if status["skipped_count"]:
+        file_list(summaries, "skipped")
     else:
         st.caption("None: every media file could be read.")
-    if status["partial"]:
-        st.subheader(f"Indexed in part ({len(status['partial'])})")
-        st.dataframe([{"file": fmt.shown_path(p["path"]), "problem": p["problem"]}
-                      for p in status["partial"]], hide_index=True, width="stretch")
-    if status["unsupported"]:
-        with st.expander(f"Not indexed by this index's models ({len(status['unsupported'])})"):
+    if status["partial_count"]:
+        st.subheader(f"Indexed in part ({status['partial_count']:,})")
+        file_list(summaries, "partial")
+    if status["unsupported_count"]:
+        with st.expander(f"Not indexed by this index's models "
+                         f"({status['unsupported_count']:,})"):
             st.caption("Sound files need an audio model (`loupe index DIR --model "
                        "imagebind_huge --add`).")
-            st.dataframe([{"file": fmt.shown_path(u["path"]), "kind": u["kind"],
-                           "reason": u["reason"]} for u in status["unsupported"]],
-                         hide_index=True, width="stretch")
+            file_list(summaries, "unsupported")
     if status["not_media"]:
         st.caption(f"{status['not_media']:,} files that are not media were ignored.")
+
+
+def file_list(summaries: IndexSummaries, which: str) -> None:
+    """One of the status's file lists, a page of PAGE_ROWS at a time (a page number when
+    there are more), and all of it as CSV (made only when the download is clicked)."""
+    key = f"{which}_page"
+    total = summaries.count(which)
+    pages = max(1, -(-total // PAGE_ROWS))
+    if ss.get(key, 1) > pages:  # the list is shorter since (a re-index)
+        ss[key] = pages
+    page = 1
+    if pages > 1:
+        left, right = st.columns([1, 3], vertical_alignment="bottom")
+        page = int(left.number_input(f"Page (of {pages:,})", 1, pages, key=key))
+        right.caption(f"Files {(page - 1) * PAGE_ROWS + 1:,}–{min(total, page * PAGE_ROWS):,}"
+                      f" of {total:,}, by path")
+    rows, _ = summaries.page(which, page - 1)
+    st.dataframe([{"file" if k == "path" else k: fmt.shown_path(v) if k == "path" else v
+                   for k, v in r.items()} for r in rows], hide_index=True, width="stretch")
+    st.download_button(f"All {total:,} as CSV", lambda: summaries.csv(which),
+                       file_name=f"loupe-{which}.csv", mime="text/csv", key=f"{which}_csv",
+                       on_click="ignore", icon=":material/download:")
 
 
 def explain_status(status: dict) -> None:
@@ -125,7 +146,8 @@ def duplicates_section(args: AppArgs) -> None:
                             help="Higher: only closer copies count.")
     if right.button("Find duplicates", key="find_dups", icon=":material/content_copy:",
                     width="stretch"):
-        with friendly("finding duplicates"), st.spinner("Comparing every photo…"):
+        with (friendly("finding duplicates"), heavy_work().slot("finding duplicates"),
+              st.spinner("Comparing every photo…")):
             store = Store(args.db)
             report = find_duplicates(store, threshold=float(threshold))
             ss["duplicates"] = report.as_dict()

@@ -20,12 +20,12 @@ def render(args: AppArgs) -> None:
     svc = open_index(args.db, title="Loupe")
     if svc is None:
         return
-    query = query_panel(svc)
+    query = query_panel(svc, args.query_limits)
     ss["_query"] = dataclasses.replace(query, uploads=())  # for "more like this"
     if query != ss.get("signature"):
         ss["signature"] = query
         with st.spinner("Searching…"):
-            run_search(svc, query)
+            run_search(svc, query, args.query_limits)
     row = current_selection(svc)
     results_view(svc)
     if row is not None:

@@ -12,7 +12,7 @@ from loupe.search import thumbs
 from loupe.search.explain import BUILTIN, tagging_config
 from loupe.ui import core
 from loupe.ui import format as fmt
-from loupe.ui.resources import friendly
+from loupe.ui.resources import friendly, heavy_work
 from loupe.ui.services import SearchService
 
 STYLE_VOCABS = ("artists", "art-movements")  # shown as style, not offered as tags
@@ -43,7 +43,7 @@ def _shares_chart(tags: list[dict], other: float | None = None, key: str = "") -
 
 
 def _explain(svc: SearchService, item_id: str, vocabulary: str) -> None:
-    with svc.lock:
+    with heavy_work().slot("tagging"), svc.lock:
         tags, style = core.describe(svc.searcher, item_id, vocabulary)
     ss["explained"] = {"item": item_id, "vocabulary": vocabulary, "tags": tags.as_dict(),
                      "style": style.as_dict()}

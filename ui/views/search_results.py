@@ -8,13 +8,12 @@ import os
 import streamlit as st
 
 from loupe.indexer import ItemKind, LoupeError
-from loupe.search import Hit, Moment, thumbs
+from loupe.search import Hit, Moment, open_item, thumbs
 from loupe.ui import format as fmt
+from loupe.ui import routes
 from loupe.ui.services import SearchService, log_unexpected
 from loupe.ui.views.search_panel import back_to_query
 from loupe.ui.views.search_selected import select
-
-GRID_PLAY_LIMIT = 30_000_000  # sounds played straight from the grid
 
 ss = st.session_state
 
@@ -88,16 +87,15 @@ def tile(svc: SearchService, h: Hit, rank: int) -> None:
                          on_click=select, args=(m.id,))
         elif h.timestamp is not None:
             st.caption(f"at {fmt.clock(h.timestamp)}")
-        if h.kind == ItemKind.AUDIO:
+        if h.kind == ItemKind.AUDIO:  # streamed from the file route, from the window's start
             try:
-                with svc.lock:
-                    path = thumbs.item_path(svc.store, h.id)
-                if os.path.getsize(path) <= GRID_PLAY_LIMIT:
-                    st.audio(path, format=fmt.media_type(path, "audio/wav"),
-                             start_time=int(h.timestamp or 0),
-                             end_time=math.ceil(h.end) if h.end else None)
-            except (LoupeError, OSError):
-                st.caption("sound not available (re-index to update)")
+                with svc.lock, open_item(svc.store, h.id) as f:
+                    media = f.media_type
+                st.audio(routes.file_url(h.id, st.context.url), format=media,
+                         start_time=int(h.timestamp or 0),
+                         end_time=math.ceil(h.end) if h.end else None)
+            except LoupeError as e:
+                st.caption(f":material/sync_problem: {fmt.md(str(e))}")
         st.button("Select", key=f"sel-{rank}-{h.id}", on_click=select, args=(h.id,),
                   width="stretch")
 

@@ -10,17 +10,16 @@ from dataclasses import asdict
 import streamlit as st
 
 from loupe.indexer import ItemKind, LoupeError
-from loupe.search import thumbs
+from loupe.search import FileChanged, open_item, thumbs
 from loupe.search.explain import DEFAULT_PROMPT
-from loupe.ui import core
+from loupe.ui import core, routes
 from loupe.ui import format as fmt
 from loupe.ui.core import AppArgs
-from loupe.ui.resources import friendly, grounding_service
+from loupe.ui.resources import friendly, grounding_service, heavy_work
 from loupe.ui.services import SearchService, jpeg, log_unexpected
 from loupe.ui.views.search_explain import explain_panel
 from loupe.ui.views.search_panel import more_like
 
-PLAY_LIMIT = 300_000_000  # bytes: bigger videos and sounds are loaded on request
 AROUND_LIMIT = 12  # frames grounded around a moment, at most
 
 ss = st.session_state
@@ -61,22 +60,23 @@ def _preview(_svc: SearchService, db: str, item_id: str, fingerprint: str | None
     return jpeg(picture)
 
 
-def _play(kind: str, svc: SearchService, row: dict, key: str) -> None:
-    """A player for a stored video or sound, from the item's moment."""
-    with svc.lock:
-        path = thumbs.item_path(svc.store, row["id"])
-    size = os.path.getsize(path)
-    start = int(row["timestamp"] or 0)
-    if size > PLAY_LIMIT and not ss.get(key):
-        st.button(f"Load the {kind} ({fmt.human_size(size)})", key=f"btn-{key}",
-                  on_click=lambda: ss.__setitem__(key, True))
+def _play(kind: str, svc: SearchService, row: dict) -> None:
+    """A player for a stored video or sound, from the item's moment: the browser streams
+    the file from Loupe's file route, which serves it only while it is the file that was
+    indexed (checked here too, to say so instead of showing a player that cannot play)."""
+    try:
+        with svc.lock, open_item(svc.store, row["id"]) as f:
+            media = f.media_type
+    except FileChanged as e:
+        st.warning(str(e), icon=":material/sync_problem:")
         return
+    url = routes.file_url(row["id"], st.context.url)
+    start = int(row["timestamp"] or 0)
     if kind == "video":
-        st.video(path, format=fmt.media_type(path, "video/mp4"), start_time=start)
+        st.video(url, format=media, start_time=start)
     else:
         end = row.get("end")
-        st.audio(path, format=fmt.media_type(path, "audio/wav"), start_time=start,
-                 end_time=math.ceil(end) if end else None)
+        st.audio(url, format=media, start_time=start, end_time=math.ceil(end) if end else None)
 
 
 def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
@@ -86,7 +86,7 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
     left, right = st.columns([3, 2], gap="medium")
     with right:  # first: a grounding made here shows on the left in the same run
         facts = [("Folder", fmt.shown_path(os.path.dirname(row["path"]))),
-                 ("Size", fmt.human_size(row["size"])), ("Date", fmt.when(row["mtime_ns"])),
+                 ("Size", fmt.human_size(row["size"])), ("Modified", fmt.when(row["mtime_ns"])),
                  ("Kind", fmt.ITEM_NOUN.get(kind, kind))]
         if row["timestamp"] is not None:
             ts = f"{fmt.clock(row['timestamp'])} ({row['timestamp']:.2f} s)"
@@ -99,6 +99,7 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
             facts.append(("Pixels", f"{row['width']} × {row['height']}"))
         if row.get("silent"):
             facts.append(("Sound", "silent"))
+        facts += fmt.capture_facts(row)
         st.markdown("\n".join(f"**{k}:** {fmt.md(v)}  " for k, v in facts))
         st.code(row["path"], language=None, wrap_lines=True)
         more, close = st.columns(2)
@@ -118,7 +119,7 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
             if kind == ItemKind.AUDIO:
                 with svc.lock:
                     st.image(thumbs.thumbnail(svc.store, item_id), width="stretch")
-                _play("sound", svc, row, f"play-{item_id}")
+                _play("sound", svc, row)
             else:
                 g = _grounded(item_id)
                 if g is not None and ss.get("show_boxes", True):
@@ -129,7 +130,7 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
                 if g is not None:
                     st.toggle("Show Kosmos-2's boxes", value=True, key="show_boxes")
                 if kind == ItemKind.FRAME:
-                    _play("video", svc, row, f"play-{item_id}")
+                    _play("video", svc, row)
     grounding_frames(item_id)
     if kind in (ItemKind.PHOTO, ItemKind.FRAME):
         explain_panel(svc, row)
@@ -168,7 +169,7 @@ def grounding_panel(svc: SearchService, args: AppArgs, row: dict) -> None:
                 ss["grounding"] = {"item": item_id, "prompt": prompt, "around": False,
                                    "results": [asdict(hit)]}
     if st.button("Ground", key="ground", icon=":material/center_focus_strong:", type="primary"):
-        with friendly("grounding"), st.spinner("Asking Kosmos-2…"):
+        with friendly("grounding"), heavy_work().slot("grounding"), st.spinner("Asking Kosmos-2…"):
             res = gs.ground(args.db, [item_id], prompt)
             ss["grounding"] = {"item": item_id, "prompt": prompt, "around": False,
                                "results": [asdict(r) for r in res]}
@@ -176,7 +177,8 @@ def grounding_panel(svc: SearchService, args: AppArgs, row: dict) -> None:
         span = st.slider("Surrounding frames (± seconds)", 1, 10, 2, key="ground_span")
         if st.button("Ground the surrounding frames", key="ground_around",
                      icon=":material/view_week:"):
-            with friendly("grounding frames"), st.spinner("Asking Kosmos-2 about each frame…"):
+            with (friendly("grounding frames"), heavy_work().slot("grounding"),
+                  st.spinner("Asking Kosmos-2 about each frame…")):
                 with svc.lock:
                     frames = core.neighbour_frames(svc.searcher, item_id, float(span),
                                                    limit=AROUND_LIMIT)

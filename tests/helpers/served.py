@@ -1,0 +1,90 @@
+"""The real UI server for tests: `loupe ui`'s command on 127.0.0.1 and a free port, with
+a known key, stopped when done."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN = "test-key-" + "x" * 34
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    url: str  # http://127.0.0.1:PORT (no key)
+    port: int
+    token: str | None
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def cookie(self) -> str:
+        return f"loupe_key_{self.port}"
+
+    @property
+    def keyed_url(self) -> str:
+        """The address `loupe ui` prints (with the key)."""
+        return f"{self.url}/?token={self.token}"
+
+
+@contextmanager
+def serve_ui(db: str, work: Path, token: str | None = TOKEN, timeout: float = 90,
+             env: dict | None = None, port: int | None = None,
+             **command) -> Iterator[Served]:
+    """Serve the UI on ``db`` (``command``: more ``ui_command`` arguments) until the block
+    ends; the server's output goes to ``work/server-PORT.log``."""
+    from loupe.search.cli.ui import ui_command
+
+    port = port or free_port()
+    env = dict(os.environ if env is None else env, HF_HUB_OFFLINE="1",
+               XDG_CACHE_HOME=str(work / "cache"))
+    env.pop("LOUPE_UI_TOKEN", None)
+    if token:
+        env["LOUPE_UI_TOKEN"] = token
+    log_path = work / f"server-{port}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(ui_command(db, port, **command), env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"{'https' if command.get('tls') else 'http'}://127.0.0.1:{port}"
+    unchecked = ssl._create_unverified_context()  # the tests' own self-signed certificate
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2,
+                                            context=unchecked) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("loupe ui did not start:\n" + log_path.read_text())
+            time.sleep(0.3)
+        yield Served(url, port, token, proc, log_path)
+    finally:
+        stop(proc)
+        log.close()
+
+
+def stop(proc: subprocess.Popen, grace: float = 10) -> None:
+    """Terminate a server the test started; kill it if it does not end in ``grace`` s."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
