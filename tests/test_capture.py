@@ -16,6 +16,7 @@ import av
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers.exif import EXIF_IFD, GPS_IFD, dms, exif_jpeg
 from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 from PIL.TiffImagePlugin import IFDRational
 
@@ -32,24 +33,12 @@ from loupe.indexer.media.capture import (
 )
 
 JUNE_1_2021 = 1622505600  # 2021-06-01T00:00:00Z
-EXIF_IFD, GPS_IFD = 0x8769, 0x8825
 
 
 def jpeg(path: Path, ifd0: dict | None = None, exif: dict | None = None,
          gps: dict | None = None) -> Path:
     """A small JPEG whose EXIF (IFD0, Exif IFD, GPS IFD) Pillow writes."""
-    ex = Image.Exif()
-    ex.update(ifd0 or {})
-    if exif:
-        ex.get_ifd(EXIF_IFD).update(exif)
-    if gps:
-        ex.get_ifd(GPS_IFD).update(gps)
-    Image.new("RGB", (64, 48), (200, 60, 20)).save(path, "JPEG", exif=ex)
-    return path
-
-
-def dms(d: float, m: float, s: IFDRational | float) -> tuple:
-    return (IFDRational(d), IFDRational(m), s if isinstance(s, IFDRational) else IFDRational(s))
+    return exif_jpeg(path, (200, 60, 20), ifd0, exif, gps)
 
 
 # -- EXIF times --------------------------------------------------------------------------
