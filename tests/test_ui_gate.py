@@ -33,7 +33,8 @@ async def _stream(ws):
 
 def _client(**config) -> TestClient:
     inner = Starlette(routes=[Route("/", _page), Route("/_stcore/health", _page),
-                              Route("/loupe/file/{id}", _page), WebSocketRoute("/ws", _stream)])
+                              Route("/loupe/file/{id}", _page), Route("/api/v1/status", _page),
+                              WebSocketRoute("/ws", _stream)])
     cfg = G.GateConfig(HOSTS, PORT, **(config or {"token": TOKEN}))
     return TestClient(G.Gate(inner, cfg), base_url=f"http://127.0.0.1:{PORT}",
                       follow_redirects=False)
@@ -165,3 +166,51 @@ def test_with_a_sign_in_the_page_is_open_and_files_need_the_signed_in_user():
     c.cookies.set("_streamlit_user", "valid")
     assert c.get("/loupe/file/abc").text == "the archive"
     assert c.get("/", headers={"origin": "http://evil.example"}).status_code == 403
+
+
+API_KEY = "a" * 43
+
+
+def _bearer(secret: str) -> dict:
+    return {"authorization": f"Bearer {secret}"}
+
+
+@pytest.mark.parametrize("mode", [
+    {"token": TOKEN},
+    {"password_sha256": G.password_digest("correct horse")},
+    {"signed_in": lambda cookies: False},
+])
+def test_the_api_key_is_a_bearer_in_every_mode(mode):
+    c = _client(**mode, api_key=API_KEY)
+    for path in ("/api/v1/status", "/loupe/file/abc", "/"):
+        assert c.get(path, headers=_bearer(API_KEY)).text == "the archive", path
+    r = c.get("/api/v1/status")  # no key: a JSON refusal, never the sign-in page
+    assert r.status_code == 401 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["status"] == 401 and "\n" not in r.json()["error"]["message"]
+    r = c.get("/api/v1/status", headers=_bearer("wrong"))
+    assert r.status_code == 401 and "Wrong key" in r.json()["error"]["message"]
+    # foreign pages are refused with the key too, in JSON under /api/
+    r = c.get("/api/v1/status", headers={**_bearer(API_KEY), "origin": "http://evil.example"})
+    assert r.status_code == 403 and r.json()["error"]["message"].startswith("Refused: ")
+
+
+def test_with_a_password_the_password_is_a_bearer_too():
+    c = _client(password_sha256=G.password_digest("correct horse"), api_key=API_KEY)
+    assert c.get("/api/v1/status", headers=_bearer("correct horse")).text == "the archive"
+    # another scheme (a proxy's Basic sign-in) is no key, and no wrong one either
+    for _ in range(G.MAX_FAILURES + 1):
+        r = c.get("/api/v1/status", headers={"authorization": "Basic eDp5"})
+        assert r.status_code == 401 and "needs its API key" in r.json()["error"]["message"]
+    assert c.get("/api/v1/status", headers=_bearer(API_KEY)).text == "the archive"
+    only_token = _client()  # the loopback key is a cookie's, not a bearer (no api_key)
+    assert only_token.get("/api/v1/status", headers=_bearer(TOKEN)).status_code == 401
+
+
+def test_wrong_bearers_are_rate_limited_per_address():
+    c = _client(token=TOKEN, api_key=API_KEY)
+    for _ in range(G.MAX_FAILURES):
+        assert c.get("/api/v1/status", headers=_bearer("guess")).status_code == 401
+    r = c.get("/api/v1/status", headers=_bearer(API_KEY))  # even the right one waits now
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    assert "Too many wrong attempts" in r.json()["error"]["message"]
+    assert c.get("/", headers=_bearer(API_KEY)).status_code == 429

@@ -11,10 +11,13 @@ A request gets through only when
   opaque ``null`` origin is refused;
 - and it carries the secret: on loopback, the per-launch token that ``loupe ui`` prints
   in the URL (as Jupyter does), kept in a cookie after the first visit; beyond loopback,
-  a session cookie got by logging in with the password from ``--password-file``.
+  a session cookie got by logging in with the password from ``--password-file``. In
+  every mode a program may instead send ``Authorization: Bearer <API key>`` (the
+  per-launch key in the index's server file), and with a password ``Bearer <password>``.
 
-Failed attempts (a wrong token or password) are rate limited per client address. No
-Streamlit here: the gate is plain ASGI, tested on its own.
+Failed attempts (a wrong token, password or bearer) are rate limited per client address.
+Refusals of paths under ``/api/`` are JSON errors, as the API's own. No Streamlit here:
+the gate is plain ASGI, tested on its own.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import json
 import secrets
 import sys
 import threading
@@ -43,7 +47,8 @@ OPEN_PATHS = frozenset({"/_stcore/health"})  # answers "ok" only: liveness probe
 TOKEN_PARAM = "token"
 # With a sign-in (OIDC) the page and its WebSocket stay open (they offer the sign-in
 # and show nothing before it); what holds the archive's bytes needs the signed-in user.
-SIGNED_IN_PATHS = ("/media/", "/loupe/", "/_stcore/upload_file")
+SIGNED_IN_PATHS = ("/media/", "/loupe/", "/_stcore/upload_file", "/api/")
+API_PATHS = "/api/"  # programs' paths: refusals there are JSON
 SESSION_SECONDS = 7 * 24 * 3600
 MAX_FAILURES = 5  # wrong secrets per client address per window, then 429
 FAILURE_WINDOW_S = 60.0
@@ -60,7 +65,8 @@ class GateConfig:
     the password a login must give; or ``signed_in``, which tells from the cookies
     whether the identity provider signed the browser in (the page itself, which offers
     the sign-in, stays open; files, media and uploads need it). ``tls``: cookies are
-    ``Secure``.
+    ``Secure``. ``api_key``: what programs send as ``Authorization: Bearer KEY``
+    whatever the secret (with a password, the password is accepted there too).
     """
 
     hosts: frozenset[str]
@@ -69,6 +75,7 @@ class GateConfig:
     password_sha256: bytes | None = None
     signed_in: Callable[[Mapping[str, str]], bool] | None = None  # OIDC: cookies -> user?
     tls: bool = False
+    api_key: str | None = None  # accepted as "Authorization: Bearer ..." in every mode
 
     def __post_init__(self) -> None:
         given = [x is not None for x in (self.token, self.password_sha256, self.signed_in)]
@@ -138,6 +145,10 @@ class Gate:
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("?", 0))[0]
+        bearer = _bearer(headers)
+        if bearer is not None:
+            await self._with_bearer(scope, receive, send, client, bearer)
+            return
         if self.config.password_sha256 is not None and scope["path"] == LOGIN_PATH:
             await self._login(scope, receive, send, client)
             return
@@ -162,6 +173,11 @@ class Gate:
                 await _redirect(send, _without_token(scope), self._cookie(self.config.token))
                 return
             self._failures.add(client, time.monotonic())
+        if _is_api(scope):
+            await _refuse(scope, receive, send, 401,
+                          "This Loupe server needs its API key: send Authorization: Bearer "
+                          "KEY (the key is in the index folder's .server.json).")
+            return
         if kind == "http" and self.config.password_sha256 is not None:
             await _redirect(send, LOGIN_PATH)
             return
@@ -169,6 +185,21 @@ class Gate:
                       "This Loupe UI needs its key: open the address that `loupe ui` "
                       "printed (it ends in ?token=...).")
 
+    async def _with_bearer(self, scope: Scope, receive: Receive, send: Send, client: str,
+                           given: str) -> None:
+        """A request that names its key (``Authorization: Bearer ...``): let in, or
+        refused (a wrong one counts as a failure of its address)."""
+        wait = self._failures.blocked(client, time.monotonic())
+        if wait:
+            await _too_many(scope, receive, send, wait)
+            return
+        if self._bearer_ok(given):
+            await self.app(scope, receive, send)
+            return
+        self._failures.add(client, time.monotonic())
+        _log(f"refused {scope['type']} {scope['path']}: a wrong key")
+        await _refuse(scope, receive, send, 401, "Wrong key: send the API key in the index "
+                      "folder's .server.json as Authorization: Bearer KEY.")
     # -- checks -----------------------------------------------------------------------
     def _foreign(self, headers: dict[str, str], scope: Scope) -> str | None:
         """Why the request comes from somewhere else (None: it does not)."""
@@ -196,6 +227,13 @@ class Gate:
                 or port != self.config.port:
             return f"pages from {origin} may not use this UI"
         return None
+
+    def _bearer_ok(self, given: str) -> bool:
+        key = self.config.api_key
+        if key is not None and hmac.compare_digest(given.encode(), key.encode()):
+            return True
+        digest = self.config.password_sha256
+        return digest is not None and hmac.compare_digest(password_digest(given), digest)
 
     def _has_key(self, headers: dict[str, str]) -> bool:
         value = _cookies(headers.get("cookie", "")).get(self.config.cookie)
@@ -264,6 +302,23 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
+def _bearer(headers: dict[str, str]) -> str | None:
+    """The credential of an ``Authorization: Bearer ...`` header (None without one, or
+    with another scheme: a proxy's Basic sign-in in front is not a wrong key)."""
+    scheme, _, credential = headers.get("authorization", "").strip().partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else None
+
+
+def _is_api(scope: Scope) -> bool:
+    return scope["type"] == "http" and str(scope.get("path", "")).startswith(API_PATHS)
+
+
+def json_error(status: int, message: str) -> bytes:
+    """The body of an API error: ``{"error": {"status": ..., "message": ...}}``."""
+    return json.dumps({"error": {"status": status, "message": message}},
+                      ensure_ascii=False).encode()
+
+
 def _host_name(host: str) -> str:
     """The name part of a Host header (``[::1]:8501`` -> ``::1``), lower case."""
     host = host.strip().lower()
@@ -327,6 +382,9 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, line:
         await receive()  # websocket.connect; closing before accept refuses the handshake
         await send({"type": "websocket.close", "code": 1008})
         return
+    if _is_api(scope):
+        await _send(send, status, json_error(status, line), "application/json")
+        return
     await _send(send, status, (line + "\n").encode(), "text/plain; charset=utf-8")
 
 
@@ -335,8 +393,12 @@ async def _too_many(scope: Scope, receive: Receive, send: Send, wait: float) -> 
     if scope["type"] == "websocket":
         await _refuse(scope, receive, send, 429, "")
         return
-    await _send(send, 429, f"Too many wrong attempts: try again in {seconds} s.\n".encode(),
-                "text/plain; charset=utf-8", [(b"retry-after", str(seconds).encode())])
+    line = f"Too many wrong attempts: try again in {seconds} s."
+    retry = [(b"retry-after", str(seconds).encode())]
+    if _is_api(scope):
+        await _send(send, 429, json_error(429, line), "application/json", retry)
+        return
+    await _send(send, 429, (line + "\n").encode(), "text/plain; charset=utf-8", retry)
 
 
 def _login_page(message: str) -> str:

@@ -14,6 +14,7 @@ from loupe.indexer import LoupeError
 from loupe.ui.gate import LOOPBACK_NAMES, TOKEN_PARAM, GateConfig, password_digest
 
 TOKEN_ENV = "LOUPE_UI_TOKEN"  # the loopback key, from `loupe ui` (environment only)
+API_KEY_ENV = "LOUPE_API_KEY"  # the API key (Authorization: Bearer), environment only
 GATED_ENV = "LOUPE_UI_GATED"  # set by server.py: the pages are served behind the gate
 if TYPE_CHECKING:
     from loupe.ui.core import AppArgs
@@ -69,13 +70,14 @@ def gate_config(args: AppArgs) -> GateConfig:
     port = int(config.get_option("server.port"))
     tls = bool(config.get_option("server.sslCertFile"))
     hosts = served_names(address, args.allow_hosts)
+    api_key = os.environ.get(API_KEY_ENV) or None  # `loupe ui` makes one per launch
     if args.auth == "oidc":
         from loupe.ui.oidc import signed_in
 
-        return GateConfig(hosts, port, signed_in=signed_in, tls=tls)
+        return GateConfig(hosts, port, signed_in=signed_in, tls=tls, api_key=api_key)
     if args.password_file:
         return GateConfig(hosts, port, password_sha256=password_digest(
-            read_password(args.password_file)), tls=tls)
+            read_password(args.password_file)), tls=tls, api_key=api_key)
     if not is_loopback(address):
         raise LoupeError(f"serving on {address} needs a sign-in: give --password-file FILE "
                          "or --auth oidc")
@@ -83,7 +85,7 @@ def gate_config(args: AppArgs) -> GateConfig:
     if not token:
         token = new_token()
         print(f"Loupe UI: open {ui_url('http', address, port, token)}", file=sys.stderr)
-    return GateConfig(hosts, port, token=token, tls=tls)
+    return GateConfig(hosts, port, token=token, tls=tls, api_key=api_key)
 
 
 def ui_url(scheme: str, host: str, port: int, token: str | None = None) -> str:
@@ -100,8 +102,11 @@ def ui_command(db: str, port: int = 8501, host: str = "127.0.0.1",
                password_file: str | None = None, tls: tuple[str, str] | None = None,
                auth: str | None = None, oidc_secrets: str | None = None,
                max_upload_pixels: int | None = None,
-               max_sound_seconds: float | None = None) -> list[str]:
+               max_sound_seconds: float | None = None, watch: bool = False,
+               poll: float | None = None) -> list[str]:
     """The ``streamlit run`` command line that serves the UI (tests start it the same way).
+    ``watch``: the server keeps the index's folders indexed (``poll``: every so many
+    seconds by walking them, instead of file-system events).
 
     The loopback key is not on it: pass it in the environment (``LOUPE_UI_TOKEN``).
     """
@@ -114,6 +119,10 @@ def ui_command(db: str, port: int = 8501, host: str = "127.0.0.1",
     if tls:
         cmd += ["--server.sslCertFile", tls[0], "--server.sslKeyFile", tls[1]]
     cmd += ["--", "--db", db]
+    if watch:
+        cmd.append("--watch")
+    if poll:
+        cmd += ["--poll", str(poll)]
     if grounding_model:
         cmd += ["--grounding-model", grounding_model]
     for name in allow_hosts:

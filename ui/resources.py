@@ -1,4 +1,8 @@
-"""Per-process resources (``st.cache_resource``) and the friendly-error guard."""
+"""Per-process resources and the friendly-error guard.
+
+The searcher, the grounder and the cap on heavy work come from the process-wide registry
+of ui/services.py, which the JSON API (ui/api) shares: one loaded model per process.
+"""
 
 from __future__ import annotations
 
@@ -14,27 +18,28 @@ from loupe.ui.services import (
     IndexJob,
     SearchService,
     log_unexpected,
+    shared_grounding,
+    shared_heavy_work,
+    shared_search,
 )
 
 
-@st.cache_resource(show_spinner=False, validate=lambda s: s.fresh())
 def search_service(db: str) -> SearchService:
     """The store and searcher of ``db``, opened once per process (again when the index's
-    meta changes, e.g. a model was added by `loupe index --add`)."""
-    return SearchService(db)
+    models change, e.g. a model was added by `loupe index --add`); the API's too."""
+    return shared_search(db)
 
 
-@st.cache_resource(show_spinner=False)
 def grounding_service(model: str | None) -> GroundingService:
     """Kosmos-2, loaded on first use and kept for the life of the process."""
-    return GroundingService(model)
+    return shared_grounding(model)
 
 
-@st.cache_resource(show_spinner=False)
 def heavy_work() -> HeavyWork:
     """The process's cap on heavy actions (grounding, duplicates, the atlas), shared by
-    every session: one more than it allows is told "busy, try again in a moment"."""
-    return HeavyWork()
+    every session and API client: one more than it allows is told "busy, try again in a
+    moment"."""
+    return shared_heavy_work()
 
 
 @st.cache_resource(show_spinner=False)

@@ -102,7 +102,10 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield b""  # an async generator that yields nothing (a HEAD response)
 
 
-def _response(item: ItemFile, request: Request) -> Response:
+def stream_item(item: ItemFile, request: Request) -> Response:
+    """The response that sends a checked, open item file (closed once sent): 200 with
+    all of it, 206 with the ``Range`` asked, 416 (no body) when that cannot be met; a
+    HEAD request gets the headers only. The file routes and the JSON API send files so."""
     size = item.size
     try:
         asked = byte_range(request.headers.get("range"), size)
@@ -145,6 +148,6 @@ def file_routes(db: str) -> list[BaseRoute]:
         except LoupeError:
             return PlainTextResponse("no such item in this index", 404,
                                      headers={"Cache-Control": "no-store"})
-        return _response(item, request)
+        return stream_item(item, request)
 
     return [Route(FILE_ROUTE + "/{item_id}", serve, methods=["GET", "HEAD"])]

@@ -1,6 +1,10 @@
-"""Long-lived things one UI process shares between its sessions (held by
-``st.cache_resource`` in ui/resources.py): the searcher, the Kosmos-2 grounder, the
-background indexing job. Each guards itself with a lock; no Streamlit here.
+"""Long-lived things one server process shares between its sessions and its API
+clients: the searcher, the Kosmos-2 grounder, the cap on heavy work, the background
+indexing job. Each guards itself with a lock; no Streamlit here.
+
+The Streamlit pages (ui/resources.py) and the JSON API (ui/api) reach the first three
+through the process-wide registry at the end (:func:`shared_search` and friends), so a
+process loads each model once, whoever asks first.
 """
 
 from __future__ import annotations
@@ -13,12 +17,20 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
-from loupe.indexer import IndexOptions, LazyEncoder, LoupeError, index_paths
-from loupe.search import CaptureFilter, QueryLimits, Searcher, SearchResult, Term, thumbs
+from loupe.indexer import EncoderSpec, IndexOptions, LazyEncoder, LoupeError, index_paths
+from loupe.search import (
+    CaptureFilter,
+    QueryLimits,
+    Searcher,
+    SearchResult,
+    Term,
+    modalities,
+    thumbs,
+)
 from loupe.search.explain import (
     Grounder,
     cache_key,
@@ -57,6 +69,11 @@ def log_unexpected(what: str, e: BaseException) -> None:
 
 class Busy(LoupeError):
     """Too much heavy work is going on in this process: try again in a moment."""
+
+
+class ModelUnavailable(LoupeError):
+    """A model's weights cannot be loaded (not downloaded, offline, a bad folder): the
+    feature cannot answer on this server until they are there."""
 
 
 class HeavyWork:
@@ -116,17 +133,29 @@ class SearchService:
               since: float | None = None, until: float | None = None,
               dedupe: float | None = None, tags: Sequence[str] = (),
               limits: QueryLimits | None = None, capture: CaptureFilter | None = None,
-              sort: str = "relevance") -> SearchResult:
+              sort: str = "relevance", min_score: float | None = None) -> SearchResult:
         """``Searcher.query``, with the lock held only for the index search: decoding and
-        embedding a viewer's pictures and sounds hold up no other session's search."""
-        if self.searcher is None:
+        embedding a viewer's pictures and sounds hold up no other session's search.
+        :class:`ModelUnavailable` when the model that would answer cannot be loaded."""
+        searcher = self.searcher
+        if searcher is None:
             raise LoupeError("this index has no models yet: run `loupe index FOLDER`")
         if k < 1:
             raise LoupeError("ask for at least one result")
-        embedded = self.searcher.embed_query(terms, column, limits)
+        t0 = time.perf_counter()
+        if terms and column is None:  # the model first: a missing one is not a bad query
+            wanted = searcher.column_for(modalities(terms))
+            try:
+                searcher.encoder_of(wanted)
+            except LoupeError as e:
+                raise ModelUnavailable(str(e)) from e
+        loading = time.perf_counter() - t0
+        embedded = searcher.embed_query(terms, column, limits)
         with self.lock:
-            return self.searcher.search_embedded(embedded, k, kind, folder, group, since,
-                                                 until, dedupe, tags, capture, sort)
+            res = searcher.search_embedded(embedded, k, kind, folder, group, since, until,
+                                           dedupe, tags, capture, sort, min_score)
+        res.load_seconds += loading
+        return res
 
     def version(self) -> int:
         """The store's version (it moves on when an indexing run commits)."""
@@ -166,6 +195,7 @@ class Grounded:
     phrases: list[str]
     cached: bool
     picture: bytes  # JPEG with the boxes drawn
+    answer: dict = field(default_factory=dict)  # GroundResult.as_dict(): boxes, model, size
 
 
 class GroundingService:
@@ -180,7 +210,10 @@ class GroundingService:
 
     def _get(self) -> Grounder:
         if self._grounder is None:
-            self._grounder = load_grounder(self.model, self.device)  # LoupeError if missing
+            try:
+                self._grounder = load_grounder(self.model, self.device)
+            except LoupeError as e:  # weights not there, or not Kosmos-2: one line as is
+                raise ModelUnavailable(str(e)) from e
         return self._grounder
 
     def _store(self, db: str) -> Store:
@@ -233,7 +266,7 @@ class GroundingService:
             g = r.grounding
             out.append(Grounded(item_id, r.target.label, r.target.timestamp, g.caption,
                                 [e.phrase.strip() for e in g.entities if e.phrase.strip()],
-                                r.cached, jpeg(draw_grounding(pic, g), side)))
+                                r.cached, jpeg(draw_grounding(pic, g), side), r.as_dict()))
         return out
 
 
@@ -328,3 +361,61 @@ class IndexJob:
                 s = self._state
                 s.running, s.finished, s.report, s.error = False, time.time(), report, error
                 s.runs += 1
+
+
+# -- the process-wide registry -----------------------------------------------------------
+# One of each per process, whoever asks first (a page or an API route): the models a
+# searcher or a grounder loads are loaded once for all of them.
+_REGISTRY_LOCK = threading.Lock()
+_SEARCH: dict[str, SearchService] = {}
+_GROUNDING: dict[str | None, GroundingService] = {}
+_HEAVY: list[HeavyWork] = []
+
+
+def shared_search(db: str) -> SearchService:
+    """The process's SearchService of the index at ``db``: opened on first use, and
+    again once its models have changed (:meth:`SearchService.fresh`)."""
+    with _REGISTRY_LOCK:
+        svc = _SEARCH.get(db)
+        if svc is None or not svc.fresh():
+            svc = _SEARCH[db] = SearchService(db)
+        return svc
+
+
+def shared_grounding(model: str | None) -> GroundingService:
+    """The process's Kosmos-2 (``model``: hub id or folder; None: the default one)."""
+    with _REGISTRY_LOCK:
+        if model not in _GROUNDING:
+            _GROUNDING[model] = GroundingService(model)
+        return _GROUNDING[model]
+
+
+def shared_heavy_work() -> HeavyWork:
+    """The process's cap on heavy actions, shared by every page session and API client."""
+    with _REGISTRY_LOCK:
+        if not _HEAVY:
+            _HEAVY.append(HeavyWork())
+        return _HEAVY[0]
+
+
+class SharedEncoder(LazyEncoder):
+    """An index column's encoder as the process's searcher has it (loaded once, on first
+    use, for searching and for indexing alike): what a watcher beside a server embeds
+    new files with."""
+
+    def __init__(self, db: str, column: str, spec: EncoderSpec):
+        super().__init__(spec)
+        self.db, self.column = db, column
+
+    @property
+    def loaded(self):
+        searcher = shared_search(self.db).searcher
+        if searcher is None:
+            raise LoupeError("this index has no models yet: run `loupe index FOLDER`")
+        return searcher.encoder_of(self.column)
+
+
+def shared_encoders(db: str) -> list[SharedEncoder]:
+    """The index's encoders, shared with the process's searcher (see SharedEncoder)."""
+    store = shared_search(db).store
+    return [SharedEncoder(db, column, spec) for column, spec in store.meta.encoders.items()]

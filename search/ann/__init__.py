@@ -1,6 +1,6 @@
 """FAISS indexes over a vector column, derived from the store (rebuildable at any time)."""
 
-from loupe.search.ann.capture_filter import CaptureFilter, wall_seconds
+from loupe.search.ann.capture_filter import CaptureFilter, day_range, wall_seconds
 from loupe.search.ann.catalog import CATALOG_CAPTURE, RowCatalog
 from loupe.search.ann.index import IndexInfo, VectorIndex
 from loupe.search.ann.persist import build_index, load_index, saved_info
@@ -8,5 +8,5 @@ from loupe.search.ann.plan import IndexPlan, plan_index
 from loupe.search.ann.refresh import refresh
 
 __all__ = ["CATALOG_CAPTURE", "CaptureFilter", "IndexInfo", "IndexPlan", "RowCatalog",
-           "VectorIndex", "build_index", "load_index", "plan_index", "refresh", "saved_info",
-           "wall_seconds"]
+           "VectorIndex", "build_index", "day_range", "load_index", "plan_index", "refresh",
+           "saved_info", "wall_seconds"]

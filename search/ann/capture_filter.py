@@ -28,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loupe.indexer.errors import LoupeError
+
 EARTH_KM = 6371.0088  # mean radius
 DEFAULT_WITHIN_KM = 25.0
 # float32 unit vectors' dot products are good to under 5e-7: positions this close to
@@ -48,6 +50,23 @@ def wall_seconds(value: date | datetime | str) -> float:
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     return value.replace(tzinfo=UTC).timestamp()
+
+
+def day_range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """Local calendar days (YYYY-MM-DD, both included) as [since, until) epoch seconds:
+    the ``--since`` / ``--until`` filters on a file's modification time (``loupe search``
+    and the JSON API read them with this, so both say the same about a bad day)."""
+    def day(text: str, flag: str) -> datetime:
+        try:
+            return datetime.strptime(text, "%Y-%m-%d")
+        except (TypeError, ValueError) as e:
+            raise LoupeError(f"{flag} wants a day like 2024-06-30, not {text!r}") from e
+
+    lo = day(since, "--since").timestamp() if since else None
+    hi = (day(until, "--until") + timedelta(days=1)).timestamp() if until else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise LoupeError("--since is after --until")
+    return lo, hi
 
 
 def _day_end(value: date | datetime | str) -> float:

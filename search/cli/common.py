@@ -47,6 +47,42 @@ def add_encoder(p: argparse.ArgumentParser, for_query: bool) -> None:
                         "fp32 > 0.9999), else fp32; fp32 forces full precision")
 
 
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """What ``loupe serve`` and ``loupe ui`` share: TLS, Kosmos-2, the bounds of one query,
+    and watch mode (the server keeps the folders the index was built from indexed)."""
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate (HTTPS)")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="TLS private key")
+    p.add_argument("--grounding-model", default=None, metavar="NAME_OR_DIR",
+                   help="Kosmos-2 for grounding (hub id or local folder)")
+    p.add_argument("--max-upload-mb", type=int, default=50,
+                   help="largest query picture or sound upload, in MB (50)")
+    p.add_argument("--max-upload-pixels", type=int, default=None, metavar="N",
+                   help="largest query picture in pixels, checked before it is decoded "
+                        "(50,000,000)")
+    p.add_argument("--max-sound-seconds", type=float, default=None, metavar="S",
+                   help="of a query sound, only the first S seconds are used (60)")
+    p.add_argument("--watch", action="store_true",
+                   help="keep the index's folders indexed while serving (new, changed, "
+                        "moved and deleted files)")
+    p.add_argument("--poll", type=float, default=None, metavar="SECONDS",
+                   help="with --watch: look for changes every SECONDS by walking the "
+                        "folders (default: file-system events; polling on network mounts)")
+
+
+def check_server_options(args: argparse.Namespace) -> None:
+    """LoupeError (one line) when :func:`add_server_options`' values make no sense."""
+    if args.max_upload_mb < 1:
+        raise LoupeError("--max-upload-mb must be at least 1")
+    if args.max_upload_pixels is not None and args.max_upload_pixels < 1:
+        raise LoupeError("--max-upload-pixels must be at least 1")
+    if args.max_sound_seconds is not None and not args.max_sound_seconds > 0:
+        raise LoupeError("--max-sound-seconds must be more than 0")
+    if args.poll is not None and not args.watch:
+        raise LoupeError("--poll goes with --watch")
+    if args.poll is not None and not args.poll > 0:
+        raise LoupeError("--poll must be a positive number of seconds")
+
+
 def db_dir(args: argparse.Namespace) -> str:
     """The absolute index directory of ``--db`` (else $LOUPE_DB, else the per-user one)."""
     from loupe.search import default_db_dir
@@ -75,20 +111,11 @@ def shown(path: str) -> str:
 
 
 def date_range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
-    """Local calendar days (YYYY-MM-DD, both included) as [since, until) epoch seconds."""
-    import datetime as dt
+    """Local calendar days (YYYY-MM-DD, both included) as [since, until) epoch seconds
+    (``loupe.search.day_range``: the JSON API reads them with it too)."""
+    from loupe.search import day_range
 
-    def day(text: str, flag: str) -> dt.datetime:
-        try:
-            return dt.datetime.strptime(text, "%Y-%m-%d")
-        except ValueError as e:
-            raise LoupeError(f"{flag} wants a day like 2024-06-30, not {text!r}") from e
-
-    lo = day(since, "--since").timestamp() if since else None
-    hi = (day(until, "--until") + dt.timedelta(days=1)).timestamp() if until else None
-    if lo is not None and hi is not None and lo >= hi:
-        raise LoupeError("--since is after --until")
-    return lo, hi
+    return day_range(since, until)
 
 
 def progress_bar(total_hint: str) -> Callable[[int, int], None] | None:

@@ -2,7 +2,9 @@
 
 On this machine (the default) the UI needs a per-launch key, printed in the address to
 open; beyond it (``--host``) viewers sign in with the password of ``--password-file``,
-over TLS when ``--tls-cert``/``--tls-key`` are given.
+over TLS when ``--tls-cert``/``--tls-key`` are given. Each launch also makes an API key
+for the JSON API the server carries (``Authorization: Bearer KEY``), written with the
+address in the index folder's server file for the server's life.
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ import os
 import sys
 
 from loupe.indexer import LoupeError
-from loupe.search.cli.common import EXIT_OK, add_db, db_dir
+from loupe.search.cli.common import (
+    EXIT_OK,
+    add_db,
+    add_server_options,
+    check_server_options,
+    db_dir,
+)
 from loupe.ui import (
+    API_KEY_ENV,
     TOKEN_ENV,
     check_oidc,
     is_loopback,
@@ -24,7 +33,7 @@ from loupe.ui import (
 )
 
 NAME = "ui"
-__all__ = ["register", "run", "ui_command"]
+__all__ = ["register", "run", "tls_pair", "ui_command"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,42 +61,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "secrets.toml)")
     p.add_argument("--oidc-secrets", default=None, metavar="TOML",
                    help="a secrets file with the [auth] table of the identity provider")
-    p.add_argument("--tls-cert", default=None, metavar="PEM", help="TLS certificate (HTTPS)")
-    p.add_argument("--tls-key", default=None, metavar="PEM", help="TLS private key")
     p.add_argument("--no-browser", action="store_true",
                    help="do not open a browser on the address")
-    p.add_argument("--grounding-model", default=None, metavar="NAME_OR_DIR",
-                   help="Kosmos-2 for grounding (hub id or local folder)")
-    p.add_argument("--max-upload-mb", type=int, default=50,
-                   help="largest query image/sound upload in MB (50)")
-    p.add_argument("--max-upload-pixels", type=int, default=None, metavar="N",
-                   help="largest query picture in pixels, checked before it is decoded "
-                        "(50,000,000)")
-    p.add_argument("--max-sound-seconds", type=float, default=None, metavar="S",
-                   help="of a query sound, only the first S seconds are used (60)")
     p.add_argument("--allow-indexing", action="store_true",
                    help="keep the page's 'Index a folder' action when --host exposes the UI "
                         "(it is always on for 127.0.0.1)")
+    add_server_options(p)
+
+
+def tls_pair(cert: str | None, key: str | None) -> tuple[str, str] | None:
+    """The absolute paths of --tls-cert and --tls-key (None when neither is given);
+    LoupeError when only one is, or one is not a file."""
+    if bool(cert) != bool(key):
+        raise LoupeError("give both --tls-cert and --tls-key (or neither)")
+    if not cert or not key:
+        return None
+    for path in (cert, key):
+        if not os.path.isfile(path):
+            raise LoupeError(f"{path} is not a file")
+    return os.path.abspath(cert), os.path.abspath(key)
 
 
 def _checked(args: argparse.Namespace) -> tuple[str, str, tuple[str, str] | None]:
     """(scheme, shown host, TLS files) once the flags make sense; LoupeError otherwise."""
+    check_server_options(args)
     if not 0 < args.port < 65536:
         raise LoupeError("--port must be between 1 and 65535")
-    if args.max_upload_mb < 1:
-        raise LoupeError("--max-upload-mb must be at least 1")
-    if args.max_upload_pixels is not None and args.max_upload_pixels < 1:
-        raise LoupeError("--max-upload-pixels must be at least 1")
-    if args.max_sound_seconds is not None and not args.max_sound_seconds > 0:
-        raise LoupeError("--max-sound-seconds must be more than 0")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise LoupeError("give both --tls-cert and --tls-key (or neither)")
-    tls = None
-    if args.tls_cert:
-        for path in (args.tls_cert, args.tls_key):
-            if not os.path.isfile(path):
-                raise LoupeError(f"{path} is not a file")
-        tls = (os.path.abspath(args.tls_cert), os.path.abspath(args.tls_key))
+    tls = tls_pair(args.tls_cert, args.tls_key)
     if args.auth == "oidc":
         if args.password_file:
             raise LoupeError("give --password-file or --auth oidc, not both")
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve the UI until Ctrl-C (the server inherits this environment, LOUPE_* included)."""
     import subprocess
 
-    from loupe.search import Store
+    from loupe.search import Store, announced
 
     db = db_dir(args)
     Store(db)  # a clear error now if there is no index there
@@ -119,19 +119,23 @@ def run(args: argparse.Namespace) -> int:
     token = None
     if not (args.password_file or args.auth):
         token = env[TOKEN_ENV] = new_token()
+    api_key = env[API_KEY_ENV] = new_token()
     cmd = ui_command(db, args.port, host, args.grounding_model, args.max_upload_mb,
                      args.allow_indexing, tuple(args.allow_host), args.password_file, tls,
                      args.auth, args.oidc_secrets, args.max_upload_pixels,
-                     args.max_sound_seconds)
+                     args.max_sound_seconds, args.watch, args.poll)
     url = ui_url(scheme, host, args.port, token)
     print(f"Loupe UI for {db} at {url} (Ctrl-C stops it)", file=sys.stderr)
+    # The API's address for this machine's clients: loopback for a wildcard, as printed.
+    api_url = ui_url(scheme, host, args.port).rstrip("/")
     try:
-        proc = subprocess.Popen(cmd, env=env)
-        if not args.no_browser and _has_display():
-            import webbrowser
+        with announced(db, api_url, api_key, NAME):
+            proc = subprocess.Popen(cmd, env=env)
+            if not args.no_browser and _has_display():
+                import webbrowser
 
-            webbrowser.open(url)
-        return proc.wait()
+                webbrowser.open(url)
+            return proc.wait()
     except KeyboardInterrupt:
         return EXIT_OK
 

@@ -88,3 +88,55 @@ def stop(proc: subprocess.Popen, grace: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@dataclass
+class ServedApi:
+    """A `loupe serve` process on 127.0.0.1: its address and key, from its server file."""
+
+    url: str  # http://127.0.0.1:PORT
+    port: int
+    key: str
+    proc: subprocess.Popen
+    log: Path
+
+
+@contextmanager
+def serve_api(db: str, work: Path, *flags: str, timeout: float = 90,
+              env: dict | None = None) -> Iterator[ServedApi]:
+    """Run ``loupe serve --db DB --port 0 FLAGS...`` until the block ends; it is ready
+    once its server file names it and /api/v1/status answers its key. Its output goes
+    to ``work/serve-PID.log``; no model hub is reached and no Kosmos-2 is cached."""
+    import sys
+
+    from loupe.search import read_server
+
+    env = dict(os.environ if env is None else env, HF_HUB_OFFLINE="1",
+               XDG_CACHE_HOME=str(work / "cache"), HF_HOME=str(work / "hf-home"))
+    log_path = work / f"serve-{len(list(work.glob('serve-*.log')))}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "loupe.search.cli", "serve", "--db", db,
+                             "--port", "0", *flags], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            info = read_server(db)
+            if info is not None and info.pid == proc.pid and info.token:
+                request = urllib.request.Request(
+                    info.url + "/api/v1/status",
+                    headers={"Authorization": f"Bearer {info.token}"})
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("loupe serve did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+        port = int(info.url.rsplit(":", 1)[1])
+        yield ServedApi(info.url, port, info.token, proc, log_path)
+    finally:
+        stop(proc)
+        log.close()
