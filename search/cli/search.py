@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from loupe.indexer import LoupeError
+from loupe.search import Term, parse_query  # light (no numpy): read before any model
 from loupe.search.cli.common import EXIT_OK, add_db, add_encoder, clock, date_range, db_dir, shown
-
-if TYPE_CHECKING:
-    from loupe.search import Hit
 
 NAME = "search"
 
@@ -70,6 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="COSINE",
                    help="hide near duplicates of better hits (cosine >= 0.95, or COSINE)")
     p.add_argument("--json", action="store_true", help="print results as a JSON list")
+    p.add_argument("--no-server", action="store_true",
+                   help="load the model here even when a server of the index runs (without "
+                        "this, a running `loupe serve` / `loupe ui` of the index answers, "
+                        "unless --model, --pretrained, --device or --precision is given)")
     add_db(p)
     add_encoder(p, for_query=True)
 
@@ -82,11 +84,9 @@ def usage_error(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Answer the query and print the hits (or JSON)."""
-    from loupe.indexer import DEFAULT_MODEL, encoder_from_spec, load_encoder
-    from loupe.search import CaptureFilter, Searcher, Store, modalities, parse_query
-    from loupe.search.explain import check_threshold, parse_where
-
+    """Answer the query and print the hits (or JSON): through the index's running server
+    when there is one and no model was asked for here, else with the models loaded here.
+    Both print the same."""
     if args.k < 1:
         raise LoupeError("-k must be at least 1")
     tokens = list(args.query)
@@ -95,6 +95,53 @@ def run(args: argparse.Namespace) -> int:
     if not tokens:
         raise LoupeError("empty query: give words, an image file, a sound (--audio), or a mix")
     terms = parse_query(tokens)  # before loading a model: bad queries fail fast
+    db = db_dir(args)
+    if _server_may_answer(args) and _through_server(args, db, terms):
+        return EXIT_OK
+    return _search_here(args, db, terms)
+
+
+# A server serves at most this many hits of one search (ui/api/common.py MAX_HITS): a
+# longer list is searched here, as it always was.
+SERVED_HITS = 10_000
+
+
+def _server_may_answer(args: argparse.Namespace) -> bool:
+    """Not --no-server, nor a model to be loaded here (--model, --pretrained, --device,
+    --precision), nor more hits than a server sends."""
+    here = (args.no_server or args.model or args.pretrained or args.precision
+            or (args.device or "auto") != "auto")
+    return not here and args.k <= SERVED_HITS
+
+
+def _through_server(args: argparse.Namespace, db: str, terms: list[Term]) -> bool:
+    """Ask the index's server and print its answer; False when no server answers."""
+    from loupe.search import client
+
+    folder = os.path.abspath(args.folder) if args.folder else None  # the server's cwd differs
+    answer = client.search(
+        db, terms, k=args.k, kind=args.kind, frames=args.frames, folder=folder,
+        since=args.since, until=args.until, taken_since=args.taken_since,
+        taken_until=args.taken_until, or_modified=args.or_modified, near=args.near,
+        within=args.within, camera=args.camera, lens=args.lens, sort=args.sort,
+        min_score=args.min_score, where=list(args.where), hide_duplicates=args.hide_duplicates)
+    if answer is None:
+        return False
+    hits = answer.response["hits"]
+    _print_hits(hits, args.json)
+    if not args.json:
+        hidden = answer.response.get("hidden") or 0
+        print(f"({_results(len(hits), hidden)} in {answer.seconds * 1000:.0f} ms through the "
+              f"server at {answer.url})", file=sys.stderr)
+    return True
+
+
+def _search_here(args: argparse.Namespace, db: str, terms: list[Term]) -> int:
+    """Load the index's model (or the one asked for) here and search."""
+    from loupe.indexer import DEFAULT_MODEL, encoder_from_spec, load_encoder
+    from loupe.search import CaptureFilter, Searcher, Store, modalities
+    from loupe.search.explain import check_threshold, parse_where
+
     wanted_tags = parse_where(args.where)
     if args.hide_duplicates is not None:
         check_threshold(args.hide_duplicates)
@@ -103,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                                    args.near, args.within, args.camera, args.lens)
     except ValueError as e:
         raise LoupeError(str(e)) from e
-    store = Store(db_dir(args))
+    store = Store(db)
     needs = modalities(terms)
     if args.model or args.pretrained:
         encoder = load_encoder(args.model or DEFAULT_MODEL, args.pretrained, args.device,
@@ -125,30 +172,43 @@ def run(args: argparse.Namespace) -> int:
                            dedupe=args.hide_duplicates, tags=wanted_tags, capture=capture,
                            sort=args.sort, min_score=args.min_score)
     elapsed = time.perf_counter() - t0
-    if args.json:
-        print(json.dumps([h.as_dict() for h in hits], indent=2, ensure_ascii=False))
-        return EXIT_OK
+    _print_hits([h.as_dict() for h in hits], args.json)
+    if not args.json:
+        print(f"({_results(len(hits), searcher.last_hidden)} in {elapsed * 1000:.0f} ms; "
+              f"model and index loaded in {load_s:.1f} s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _results(n: int, hidden: int) -> str:
+    return f"{n} results" + (f", {hidden} near duplicates hidden" if hidden else "")
+
+
+def _print_hits(hits: list[dict], as_json: bool) -> None:
+    """The hits (``Hit.as_dict()`` form, as a server sends them) on stdout: one line each,
+    or the JSON list."""
+    if as_json:
+        print(json.dumps(hits, indent=2, ensure_ascii=False))
+        return
     if not hits:
         print("no results")
     for i, h in enumerate(hits, 1):
         where = ""
-        if h.moments:
-            where = "  at " + ", ".join(clock(m.timestamp) for m in h.moments)
-        elif h.timestamp is not None:
-            where = f"  at {clock(h.timestamp)}"
-        print(f"{i:3d}  {h.score:.4f}  {shown(h.path)}{where}{_taken(h)}")
-    hidden = f", {searcher.last_hidden} near duplicates hidden" if searcher.last_hidden else ""
-    print(f"({len(hits)} results{hidden} in {elapsed * 1000:.0f} ms; model and index loaded in "
-          f"{load_s:.1f} s)", file=sys.stderr)
-    return EXIT_OK
+        if h.get("moments"):
+            where = "  at " + ", ".join(clock(m["timestamp"]) for m in h["moments"])
+        elif h.get("timestamp") is not None:
+            where = f"  at {clock(h['timestamp'])}"
+        print(f"{i:3d}  {h['score']:.4f}  {shown(h['path'])}{where}{_taken(h)}")
 
 
-def _taken(h: Hit) -> str:
+def _taken(h: dict) -> str:
     """When and where a hit was taken, for its line ("" when unknown)."""
-    import datetime as dt
+    local, at = h.get("taken_local"), h.get("taken_at")
+    when = None
+    if local:
+        when = local.replace("T", " ")
+    elif at is not None:
+        import datetime as dt
 
-    when = h.taken_local.replace("T", " ") if h.taken_local else (
-        dt.datetime.fromtimestamp(h.taken_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if h.taken_at is not None else None)
-    parts = [p for p in (when, h.place) if p]
+        when = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    parts = [p for p in (when, h.get("place")) if p]
     return f"  [{', '.join(parts)}]" if parts else ""

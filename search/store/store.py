@@ -29,6 +29,7 @@ import pyarrow as pa
 from loupe.indexer.encoders.spec import EncoderSpec
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind, MediaKind
+from loupe.search.dirs import default_db_dir as default_db_dir  # re-exported: light home
 from loupe.search.store.lock import writer_lock
 from loupe.search.store.meta import IndexMeta
 from loupe.search.store.schema import (
@@ -82,16 +83,6 @@ def item_id(path: str, kind: str = ItemKind.PHOTO, timestamp: float | None = Non
 
 # Items from which ids get a scalar index (below it a scan of the ids is quick enough).
 ID_INDEX_MIN_ROWS = 100_000
-
-
-def default_db_dir() -> str:
-    """$LOUPE_DB, else the per-user data directory."""
-    env = os.environ.get("LOUPE_DB")
-    if env:
-        return env
-    from platformdirs import user_data_dir
-
-    return os.path.join(user_data_dir("loupe", appauthor=False), "db")
 
 
 @dataclass(frozen=True)
