@@ -25,8 +25,7 @@ import json
 import os
 import sys
 import types
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,7 +33,11 @@ from loupe.indexer.encoders.base import l2_normalise
 from loupe.indexer.encoders.hub import file_sha256, resolve_device
 from loupe.indexer.encoders.registry import Backend, same_weights
 from loupe.indexer.encoders.spec import AudioPreprocess, EncoderSpec, ImagePreprocess
-from loupe.indexer.encoders.torch_encoder import TorchEncoder, pixels_to_tensor
+from loupe.indexer.encoders.torch_encoder import (
+    TorchEncoder,
+    pixels_to_tensor,
+    skip_random_init,
+)
 from loupe.indexer.errors import LoupeError
 
 DEFAULT_IMAGEBIND_MODEL = "imagebind_huge"
@@ -72,6 +75,8 @@ IMAGEBIND_IMAGE_PREPROCESS = ImagePreprocess(
 
 _USED = ("vision", "text", "audio")  # modalities Loupe embeds; depth/thermal/imu are dropped
 _UNUSED = ("depth", "thermal", "imu")
+# ImageBind's modules that import a trunc_normal_ of their own (skipped while building).
+_OWN_INITS = ("imagebind.models.transformer", "imagebind.models.multimodal_preprocessors")
 
 
 def import_imagebind_model() -> types.ModuleType:
@@ -192,35 +197,6 @@ def _model_kwargs(ib: types.ModuleType, cfg: dict, where: str) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
 
 
-@contextmanager
-def _skip_init(ib: types.ModuleType) -> Iterator[None]:
-    """Random initialisation off while building a model whose every tensor is then loaded.
-
-    Building imagebind_huge on the CPU otherwise spends ~20 s drawing 1.2 G random numbers
-    that the checkpoint overwrites (the load is strict, so nothing drawn here survives).
-    """
-    import torch
-
-    def keep(tensor, *args, **kwargs):
-        return tensor
-
-    names = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
-             "xavier_uniform_", "xavier_normal_", "orthogonal_")
-    targets = [(torch.nn.init, n) for n in names if hasattr(torch.nn.init, n)]
-    for mod in (sys.modules.get("imagebind.models.transformer"),
-                sys.modules.get("imagebind.models.multimodal_preprocessors")):
-        if mod is not None and hasattr(mod, "trunc_normal_"):
-            targets.append((mod, "trunc_normal_"))
-    saved = [(obj, n, getattr(obj, n)) for obj, n in targets]
-    for obj, n in targets:
-        setattr(obj, n, keep)
-    try:
-        yield
-    finally:
-        for obj, n, fn in saved:
-            setattr(obj, n, fn)
-
-
 def _load_state_dict(path: str) -> dict:
     import torch
 
@@ -246,7 +222,7 @@ def build_model(kwargs: dict, weights: str, label: str):
         state = _load_state_dict(weights)
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
-        with _skip_init(ib):
+        with skip_random_init(_OWN_INITS):
             model = ib.ImageBindModel(**kwargs)
         model.load_state_dict(state, strict=True, assign=True)
     except LoupeError:
@@ -272,7 +248,7 @@ class ImageBindEncoder(TorchEncoder):
     def _embed(self, modality: str, x, autocast: bool = False) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode(), self._autocast(autocast):
-            out = self.model({modality: x.to(self.device, non_blocking=True)})[modality]
+            out = self._net({modality: x.to(self.device, non_blocking=True)})[modality]
         # ImageBind scales text and audio by a logit scale after normalising: undo it.
         return l2_normalise(out.float().cpu().numpy())
 
@@ -287,7 +263,7 @@ class ImageBindEncoder(TorchEncoder):
     def logit_scale(self) -> float:
         """The text head's learned logit scale (clamped as ImageBind clamps it): its
         zero-shot logits are image vectors times scaled text vectors."""
-        for module in self.model.modality_postprocessors["text"]:
+        for module in self._net.modality_postprocessors["text"]:
             if hasattr(module, "log_logit_scale"):
                 scale = float(module.log_logit_scale.detach().exp().reshape(-1)[0])
                 return min(scale, float(getattr(module, "max_logit_scale", scale)))

@@ -10,6 +10,8 @@ import numpy as np
 
 from loupe.indexer.encoders.base import l2_normalise
 from loupe.indexer.encoders.hub import file_sha256, hub_offline, hub_reachable, resolve_device
+from loupe.indexer.encoders.openclip_import import import_open_clip
+from loupe.indexer.encoders.openclip_towers import IMAGE, TEXT, Towers, deferred_checkpoint
 from loupe.indexer.encoders.registry import Backend
 from loupe.indexer.encoders.spec import EncoderSpec, ImagePreprocess
 from loupe.indexer.encoders.torch_encoder import TorchEncoder, pixels_to_tensor
@@ -46,17 +48,44 @@ def _preprocess_from_model(model) -> ImagePreprocess:
 
 class OpenClipEncoder(TorchEncoder):
     """An open_clip CLIP model behind the Encoder interface (fp16 autocast on CUDA, bf16
-    on CPUs with native bf16, fp32 elsewhere: see ``TorchEncoder``)."""
+    on CPUs with native bf16, fp32 elsewhere: see ``TorchEncoder``).
+
+    Built by :func:`load_open_clip`, each tower loads from the checkpoint when first used
+    (:mod:`loupe.indexer.encoders.openclip_towers`): a words query never reads the image
+    tower, a picture query never the text tower. ``model`` is the whole model, loaded.
+    """
 
     BF16_ON_CPU = True
 
-    def __init__(self, model, tokenizer, spec: EncoderSpec, device: str = "cpu",
-                 precision: str | None = None):
-        scale = getattr(model, "logit_scale", None)
-        kept = scale.detach().float().clone() if scale is not None else None
+    def __init__(self, model, tokenizer, spec: EncoderSpec | None, device: str = "cpu",
+                 precision: str | None = None, checkpoints: list[str] | None = None):
+        """``model`` loaded (``checkpoints`` None), or built by ``open_clip.create_model``
+        inside :func:`deferred_checkpoint` with the ``checkpoints`` it recorded, loaded
+        tower by tower. ``spec`` may be set after (the loader does)."""
+        self._checkpoints = checkpoints
+        self._towers: Towers | None = None
+        if checkpoints is None:  # a loaded model: as it is, logit_scale kept in float32
+            scale = getattr(model, "logit_scale", None)
+            kept = scale.detach().float().clone() if scale is not None else None
         super().__init__(model, tokenizer, spec, device, precision)
-        if kept is not None:  # only zero-shot shares use it: kept in full precision
-            self.model.logit_scale.data = kept.to(device)
+        if checkpoints is None and kept is not None:  # only zero-shot shares use it
+            self._net.logit_scale.data = kept.to(device)
+
+    def _place(self, model):
+        if self._checkpoints is None:
+            return super()._place(model)
+        self._towers = Towers(model, self._checkpoints, self.device, self.dtype)
+        return model
+
+    def _tower(self, name: str):
+        """The model with tower ``name`` loaded."""
+        if self._towers is not None:
+            self._towers.ensure(name)
+        return self._net
+
+    def _load_all(self) -> None:
+        if self._towers is not None:
+            self._towers.ensure_all()
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 at model size -> (N, dim) unit vectors."""
@@ -64,14 +93,16 @@ class OpenClipEncoder(TorchEncoder):
         if len(pixels) == 0:
             return np.zeros((0, self.dim), np.float32)
         x = pixels_to_tensor(pixels, self.spec.preprocess, self.device).to(self.dtype)
+        model = self._tower(IMAGE)
         with torch.inference_mode(), self._autocast():
-            feats = self.model.encode_image(x)
+            feats = model.encode_image(x)
         return l2_normalise(feats.float().cpu().numpy())
 
     @property
     def logit_scale(self) -> float:
         """exp of the model's learned log logit scale (100 for the released CLIPs)."""
-        scale = getattr(self.model, "logit_scale", None)
+        loaded = self._towers is None or self._towers.loaded  # either tower brings it
+        scale = getattr(self._net if loaded else self._tower(TEXT), "logit_scale", None)
         return float(scale.detach().exp().reshape(-1)[0]) if scale is not None else 100.0
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -79,14 +110,15 @@ class OpenClipEncoder(TorchEncoder):
         torch = self._torch
         if len(texts) == 0:
             return np.zeros((0, self.dim), np.float32)
+        model = self._tower(TEXT)
         tokens = self.tokenizer(list(texts))
-        used = _used_length(self.model, tokens)
+        used = _used_length(model, tokens)
         tokens = tokens.to(self.device)
         with torch.inference_mode(), self._autocast():
             if used is not None:
-                feats = _encode_text_prefix(self.model, tokens[:, :used])
+                feats = _encode_text_prefix(model, tokens[:, :used])
             else:
-                feats = self.model.encode_text(tokens)
+                feats = model.encode_text(tokens)
         return l2_normalise(feats.float().cpu().numpy())
 
 
@@ -166,7 +198,7 @@ def _missing_weights(model: str, pretrained: str | None, error: Exception,
 
 def describe_source(model: str, pretrained: str | None) -> tuple[str, str, str]:
     """(open_clip model name, weights label, weights id) for the CLI's --model/--pretrained."""
-    import open_clip
+    open_clip = import_open_clip(model)
 
     if model.startswith("local-dir:") or os.path.isdir(model):
         path = os.path.abspath(model.removeprefix("local-dir:"))
@@ -208,10 +240,10 @@ def load_open_clip(
     device: str = "auto",
     precision: str | None = None,
 ) -> OpenClipEncoder:
-    """Build an open_clip encoder with real weights, or fail with a one-line LoupeError.
+    """An open_clip encoder with real weights, or a one-line LoupeError. The architecture
+    and the checkpoint are found now; each tower's weights are read on its first use.
     ``precision``: see ``loupe.indexer.encoders.torch_encoder.resolve_precision``."""
-    import open_clip
-    import torch
+    open_clip = import_open_clip(model)
 
     device = resolve_device(device)
     name, weights, weights_id = describe_source(model, pretrained)
@@ -225,10 +257,13 @@ def load_open_clip(
         lg.setLevel(logging.CRITICAL)
     try:
         with hub_offline(needs_hub and not online):
-            clip = open_clip.create_model(
-                name, pretrained=use_pretrained, device="cpu", require_pretrained=True
-            )
+            with deferred_checkpoint() as checkpoints:
+                clip = open_clip.create_model(
+                    name, pretrained=use_pretrained, device="cpu", require_pretrained=True
+                )
             tokenizer = open_clip.get_tokenizer(name)
+            encoder = OpenClipEncoder(clip, tokenizer, None, device=device, precision=precision,
+                                      checkpoints=checkpoints)
     except LoupeError:
         raise
     except Exception as e:  # download/cache misses, bad files: one actionable line
@@ -241,17 +276,30 @@ def load_open_clip(
     finally:
         for lg, lv in zip(loggers, levels, strict=True):
             lg.setLevel(lv)
-    with torch.inference_mode():
-        dim = int(clip.encode_text(tokenizer(["x"])).shape[-1])
-    spec = EncoderSpec(
+    encoder.spec = EncoderSpec(
         backend="open_clip",
         model=model if not name.startswith("local-dir:") else name,
         weights=weights,
         weights_id=weights_id,
-        dim=dim,
+        dim=_output_dim(encoder),
         preprocess=_preprocess_from_model(clip),
     )
-    return OpenClipEncoder(clip, tokenizer, spec, device=device, precision=precision)
+    return encoder
+
+
+def _output_dim(encoder: OpenClipEncoder) -> int:
+    """The vector dimension, from the text projection's shape (no weight is read), or
+    by embedding a word when the architecture has none to read."""
+    import torch
+
+    proj = getattr(encoder._net, "text_projection", None)
+    if isinstance(proj, torch.nn.Linear):
+        return int(proj.out_features)
+    if isinstance(proj, torch.Tensor) and proj.ndim == 2:
+        return int(proj.shape[-1])
+    model = encoder._tower(TEXT)
+    with torch.inference_mode():
+        return int(model.encode_text(encoder.tokenizer(["x"]).to(encoder.device)).shape[-1])
 
 
 def _open_clip_from_spec(spec: EncoderSpec, device: str, precision: str | None) -> OpenClipEncoder:

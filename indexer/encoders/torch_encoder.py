@@ -1,7 +1,13 @@
-"""The PyTorch side of the backends: pixels to tensors, the precision a model runs in, and
+"""The PyTorch side of the backends: pixels to tensors, the precision a model runs in,
+building a model without drawing the random weights its checkpoint replaces, and
 ``TorchEncoder``, the base of the open_clip and ImageBind encoders."""
 
 from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -60,6 +66,45 @@ def resolve_precision(precision: str | None, device: str, bf16_capable: bool) ->
     return "fp32"
 
 
+# Random initialisers (torch.nn.init and the copies model code imports by name) that a
+# model's constructor calls; the checkpoint then overwrites every tensor they fill.
+_RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                 "xavier_uniform_", "xavier_normal_", "orthogonal_")
+_INIT_LOCK = threading.Lock()  # one patched build at a time: restores stay in order
+_INIT_IMPORTERS = ("torch.nn.modules.activation",)  # MultiheadAttention's xavier_uniform_
+
+
+@contextmanager
+def skip_random_init(modules: tuple[str, ...] = ()) -> Iterator[None]:
+    """Random initialisation off while building a model whose tensors are then loaded.
+
+    ``torch.nn.init``'s random initialisers (and the copies that torch's own modules or
+    ``modules``, by name, imported for themselves) return their tensor untouched: building a
+    full-size model on the CPU otherwise spends seconds drawing random numbers that the
+    checkpoint overwrites (ViT-B-32 ~1 s, imagebind_huge ~20 s). Only what a constructor
+    computes (masks, sin-cos tables, ``torch.randn`` calls) still runs, so non-persistent
+    buffers are right. Callers must load every parameter afterwards (strictly).
+    """
+    import torch
+
+    def keep(tensor, *args, **kwargs):
+        return tensor
+
+    with _INIT_LOCK:
+        targets = [(torch.nn.init, n) for n in _RANDOM_INITS if hasattr(torch.nn.init, n)]
+        for name in (*_INIT_IMPORTERS, *modules):
+            mod = sys.modules.get(name)
+            targets += [(mod, n) for n in _RANDOM_INITS if mod is not None and hasattr(mod, n)]
+        saved = [(obj, n, getattr(obj, n)) for obj, n in targets]
+        for obj, n in targets:
+            setattr(obj, n, keep)
+        try:
+            yield
+        finally:
+            for obj, n, fn in saved:
+                setattr(obj, n, fn)
+
+
 class TorchEncoder(Encoder):
     """Base of the PyTorch backends: a model in eval mode on a device, and its tokenizer.
 
@@ -77,11 +122,25 @@ class TorchEncoder(Encoder):
 
         self.precision = resolve_precision(precision, device, self.BF16_ON_CPU)
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        self.model = model.eval().to(device=device, dtype=self.dtype)
-        self.tokenizer = tokenizer
         self.spec = spec
         self.device = device
+        self.tokenizer = tokenizer
         self._torch = torch
+        self._net = self._place(model.eval())
+
+    def _place(self, model):
+        """The model on :attr:`device` in :attr:`dtype` (a backend that loads its towers
+        on first use places each as it loads it)."""
+        return model.to(device=self.device, dtype=self.dtype)
+
+    def _load_all(self) -> None:
+        """Load whatever part of the model is not loaded yet (nothing, by default)."""
+
+    @property
+    def model(self):
+        """The whole model, every tower loaded (the embed methods load only what they use)."""
+        self._load_all()
+        return self._net
 
     def _autocast(self, enabled: bool = True):
         torch = self._torch
