@@ -42,6 +42,12 @@ _EXPORTS = {
     "encoders_for_run": "loupe.indexer.pipeline",
     "IndexReport": "loupe.indexer.pipeline",
     "index_paths": "loupe.indexer.pipeline",
+    "start_watch": "loupe.indexer.pipeline",
+    "watch_roots": "loupe.indexer.pipeline",
+    "Watcher": "loupe.indexer.pipeline",
+    "WatchState": "loupe.indexer.pipeline",
+    "BatchSummary": "loupe.indexer.pipeline",
+    "RootState": "loupe.indexer.pipeline",
 }
 __all__ = sorted([*_EXPORTS, "scan"])
 __getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -112,3 +112,16 @@ def test_exact_index_without_its_vector_files_is_rebuilt(tmp_path):
     vidx = load_index(Store(store.dir), col)  # rebuilt from the store
     assert vidx.codes and vidx.local is not None and _vector_files(store, col)
     assert top_ids(vidx, vecs[7])[0][0] == f"{7:024x}"
+
+
+def test_a_reader_appends_to_segments_a_writer_has_removed(tmp_path):
+    """A long-lived searcher refreshes its index after a writer merged the segment files
+    and removed the old ones (watch mode writes every few seconds): the reader keeps the
+    files it has mapped instead of opening them again by name."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((5, 4), np.float32), rng.random((3, 4), np.float32)
+    reader = pv.PositionVectors(4).appended(a).save(str(tmp_path), "col.v1")
+    for name in os.listdir(tmp_path):  # a writer's merge dropped the old version's files
+        os.remove(tmp_path / name)
+    later = reader.appended(b)
+    assert np.array_equal(later.take(np.arange(8)), np.concatenate([a, b]))

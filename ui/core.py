@@ -53,6 +53,8 @@ class AppArgs:
     oidc_secrets: str | None = None  # the TOML file with its [auth] settings
     max_upload_pixels: int = QUERY_MAX_PIXELS  # a query picture's, checked before decoding
     max_sound_seconds: float = 60.0  # of a query sound, only the first are used
+    watch: bool = False  # keep the index's folders indexed (ui/watching.py)
+    poll: float | None = None  # with watch: seconds between polls instead of events
 
     @property
     def query_limits(self) -> QueryLimits:
@@ -77,13 +79,16 @@ def parse_args(argv: Sequence[str]) -> AppArgs:
     p.add_argument("--oidc-secrets", default=None)
     p.add_argument("--max-upload-pixels", type=int, default=QUERY_MAX_PIXELS)
     p.add_argument("--max-sound-seconds", type=float, default=60.0)
+    p.add_argument("--watch", action="store_true")
+    p.add_argument("--poll", type=float, default=None)
     args, _ = p.parse_known_args(list(argv))
     db = args.db or default_db_dir()
     return AppArgs(os.path.abspath(os.path.expanduser(db)), args.grounding_model or None,
                    not args.no_indexing, tuple(args.allow_host), args.password_file or None,
                    max_upload_pixels=max(1, args.max_upload_pixels),
                    max_sound_seconds=max(0.1, args.max_sound_seconds),
-                   auth=args.auth, oidc_secrets=args.oidc_secrets)
+                   auth=args.auth, oidc_secrets=args.oidc_secrets, watch=args.watch,
+                   poll=args.poll if args.poll and args.poll > 0 else None)
 
 
 # -- queries ---------------------------------------------------------------------------

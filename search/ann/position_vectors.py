@@ -71,10 +71,15 @@ class PositionVectors:
         return out
 
     def appended(self, vectors: np.ndarray) -> PositionVectors:
-        """A copy with ``vectors`` after the last row (written by :meth:`save`)."""
+        """A copy with ``vectors`` after the last row (written by :meth:`save`). It keeps
+        this one's mapped files rather than opening them again: a writer may have merged
+        and removed them since (a reader refreshing beside watch mode's frequent runs)."""
         more = np.concatenate([self.pending,
                                np.asarray(vectors, np.float32).reshape(-1, self.dim)])
-        return PositionVectors(self.dim, self.directory, self.segments, more)
+        out = PositionVectors(self.dim, None, None, more)
+        out.directory, out.segments = self.directory, list(self.segments)
+        out._maps, out._ends, out.saved = self._maps, self._ends, self.saved
+        return out
 
     def save(self, directory: str, stem: str) -> PositionVectors:
         """Write the rows added since the last save as a new segment ``stem.vecN`` (N:

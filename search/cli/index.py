@@ -82,8 +82,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-wait", action="store_true",
                    help="when another run is writing this index, exit 1 at once instead of "
                         "waiting for it")
+    p.add_argument("--watch", action="store_true",
+                   help="after the run, keep the folders indexed until Ctrl-C: new, changed, "
+                        "moved and deleted files are indexed once they have settled "
+                        "(file-system events; polling on network mounts)")
+    p.add_argument("--poll", type=float, default=None, metavar="SECONDS",
+                   help="with --watch: look for changes every SECONDS instead of waiting for "
+                        "file-system events (for mounts that send none; NFS, SMB and FUSE "
+                        "mounts are polled every 30 s without it)")
+    p.add_argument("--settle", type=float, default=None, metavar="SECONDS",
+                   help="with --watch: a file is indexed once unchanged for SECONDS (2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the run's report as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the run's report as JSON (with --watch: one JSON line per "
+                        "batch after it)")
+
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """--poll and --settle only mean something with --watch."""
+    if not args.watch and (args.poll is not None or args.settle is not None):
+        return "--poll and --settle go with --watch"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
                and (existing is None or not existing.holds_paths_under(os.path.abspath(p)))]
     if unknown:
         raise LoupeError(f"no such file or folder: {', '.join(unknown)}")
+    if args.watch:
+        _check_watch(args)
     # Load the model before creating anything: a failed start leaves no empty index.
     if not args.every > 0:
         raise LoupeError("--every must be a positive number of seconds")
@@ -130,10 +151,21 @@ def run(args: argparse.Namespace) -> int:
                         commit_rows=max(1, args.commit_rows), ray=args.ray,
                         precision=args.precision, prune=args.prune, wait=not args.no_wait,
                         progress=not args.quiet and sys.stderr.isatty())
-    with store.writing("loupe index", wait=opts.wait):
-        if args.tags is not None or args.no_tags:
-            set_tagging(store, args.tags, encoders)
-        report = index_paths(args.paths, store, encoders, opts)
+    # Watching starts before the run: what changes while it runs is indexed after it.
+    watcher = _start_watching(args, db, encoders, opts) if args.watch else None
+    try:
+        with store.writing("loupe index", wait=opts.wait):
+            if args.tags is not None or args.no_tags:
+                set_tagging(store, args.tags, encoders)
+            report = index_paths(args.paths, store, encoders, opts)
+        _print_report(args, store, report)
+        return _keep_watching(watcher) if watcher is not None else EXIT_OK
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+def _print_report(args: argparse.Namespace, store, report) -> None:
     for root in report.kept_roots:
         print(f"loupe: {shown(root)} is missing or empty: the rows of its files are kept "
               "(a drive not mounted? --prune forgets them)", file=sys.stderr)
@@ -141,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"loupe: {shown(root)} is missing or empty: its files were forgotten (--prune)",
               file=sys.stderr)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
-        return EXIT_OK
+        print(json.dumps(report.as_dict(), indent=2), flush=True)
+        return
     rate = report.embedded / report.seconds if report.seconds else 0.0
     print(f"indexed into {store.dir} in {report.seconds:.1f}s: {report.files_seen} files "
           f"seen, {report.unchanged} unchanged, {report.embedded} items embedded "
@@ -158,4 +190,54 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {report.partial} files indexed only in part (damaged)")
     if report.skipped or report.partial:
         print("see `loupe status` for the skipped files and why")
+    sys.stdout.flush()
+
+
+def _check_watch(args: argparse.Namespace) -> None:
+    if args.poll is not None and not args.poll > 0:
+        raise LoupeError("--poll must be a positive number of seconds")
+    if args.settle is not None and not args.settle >= 0:
+        raise LoupeError("--settle must be 0 seconds or more")
+    files = [p for p in args.paths if os.path.isfile(p)]
+    if files:
+        raise LoupeError(f"--watch watches folders: {shown(files[0])} is a file")
+
+
+def _start_watching(args: argparse.Namespace, db: str, encoders, opts):
+    """The watcher, printing one line per batch that changed something (stdout)."""
+    from dataclasses import asdict
+
+    from loupe.indexer import start_watch
+
+    printed = {"finished": 0.0}
+
+    def on_state(state) -> None:
+        last = state.last_run
+        if last is not None and last.finished > printed["finished"]:
+            printed["finished"] = last.finished
+            if last.anything:
+                line = json.dumps(asdict(last)) if args.json else last.line()
+                print(line, flush=True)
+
+    settle = {} if args.settle is None else {"settle": args.settle}
+    return start_watch(db, args.paths, poll=args.poll, on_state=on_state, encoders=encoders,
+                       options=opts, initial_scan=False, **settle)
+
+
+def _keep_watching(watcher) -> int:
+    """Watch until Ctrl-C; then a clean stop (a batch being written is finished)."""
+    import time
+
+    roots = watcher.state().roots
+    how = ", ".join(f"{shown(r.path)} ({r.mode})" for r in roots)
+    print(f"loupe: watching {how}; Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        while watcher.alive:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    watcher.stop()
+    s = watcher.state()
+    print(f"loupe: stopped watching ({s.runs} batch{'es' if s.runs != 1 else ''} indexed)",
+          file=sys.stderr, flush=True)
     return EXIT_OK

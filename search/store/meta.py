@@ -105,8 +105,12 @@ class IndexMeta:
     def add_roots(self, roots: Iterable[str], since: float) -> None:
         """Keep ``roots`` (as real paths) with the others; ``since``: the time stamp of
         the run that brings them (its rows' ``indexed_at``), kept as :attr:`roots_since`
-        when they are the first roots this index keeps."""
-        joined = set(self.roots or ()) | {os.path.realpath(r) for r in roots}
+        when they are the first roots this index keeps. A path inside a kept root adds
+        nothing (watch mode indexes changed files one by one)."""
+        kept = self.roots or []
+        inside = [r.rstrip(os.sep) + os.sep for r in kept]
+        joined = set(kept) | {r for r in (os.path.realpath(p) for p in roots)
+                              if not any(r.startswith(k) for k in inside)}
         if self.roots != sorted(joined):
             self.update(roots=sorted(joined),
                         roots_since=self._data.get("roots_since", since))

@@ -1,4 +1,5 @@
-"""The index page: what the index holds (index_status) and "index a folder"."""
+"""The index page: what the index holds (index_status), "index a folder", and what
+watch mode is doing (ui/views/watch.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from loupe.ui.core import AppArgs
 from loupe.ui.resources import friendly, heavy_work, index_job, search_service
 from loupe.ui.services import IndexJob, log_unexpected
 from loupe.ui.summaries import PAGE_ROWS, IndexSummaries
+from loupe.ui.views.watch import watch_section
 
 ss = st.session_state
 DUP_GROUPS = 20  # duplicate groups shown
@@ -41,6 +43,7 @@ def render(args: AppArgs) -> None:
     c[3].metric("Skipped files", f"{status['skipped_count']:,}")
 
     indexing(args, status)
+    watch_section(args)
 
     st.subheader("Models")
     if not status["encoders"]:
