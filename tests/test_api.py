@@ -543,3 +543,41 @@ def test_poll_goes_with_watch_for_the_servers_too(indexed, capsys):
         assert loupe([command, "--db", db, "--poll", "2", "--no-browser"]
                      if command == "ui" else [command, "--db", db, "--poll", "2"]) == 1
         assert capsys.readouterr().err.strip() == "loupe: error: --poll goes with --watch"
+
+
+def test_stopping_loupe_ui_with_sigterm_stops_its_server_too(indexed, tmp_path):
+    """`kill PID` of `loupe ui` alone (not its process group) leaves no server behind."""
+    work, _, db = indexed
+    mine = str(tmp_path / "db")
+    shutil.copytree(db, mine, ignore=shutil.ignore_patterns(".server.json"))
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_CACHE_HOME=str(work / "cache"))
+    proc = subprocess.Popen([sys.executable, "-m", "loupe.search.cli", "ui", "--db", mine,
+                             "--port", str(port), "--no-browser"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        ui = None
+        while True:
+            info = read_server(mine)
+            if info is not None:
+                ui = type("UI", (), {"port": port, "key": info.token})
+                try:
+                    if call(ui, "GET", "/api/v1/status")[0] == 200:
+                        break
+                except OSError:
+                    pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # this process only
+        assert proc.wait(30) == 0
+        assert read_server(mine) is None
+        with pytest.raises(OSError):  # nobody listens there any more
+            call(ui, "GET", "/api/v1/status")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+        except ProcessLookupError:
+            pass
+        proc.wait()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from loupe.indexer import LoupeError
@@ -128,16 +129,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"Loupe UI for {db} at {url} (Ctrl-C stops it)", file=sys.stderr)
     # The API's address for this machine's clients: loopback for a wildcard, as printed.
     api_url = ui_url(scheme, host, args.port).rstrip("/")
-    try:
-        with announced(db, api_url, api_key, NAME):
-            proc = subprocess.Popen(cmd, env=env)
+    with announced(db, api_url, api_key, NAME):
+        proc = subprocess.Popen(cmd, env=env)
+        # `kill PID` of this process stops the server with it (and the server file goes)
+        signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+        try:
             if not args.no_browser and _has_display():
                 import webbrowser
 
                 webbrowser.open(url)
-            return proc.wait()
-    except KeyboardInterrupt:
-        return EXIT_OK
+            code = proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C: the terminal told the server too; make sure
+            _stop(proc)
+            return EXIT_OK
+    return EXIT_OK if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+
+
+def _stop(proc) -> None:
+    """End the server process: asked first, killed when it has not ended in 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except Exception:  # subprocess.TimeoutExpired, or a second Ctrl-C
+        proc.kill()
+        proc.wait()
 
 
 def _has_display() -> bool:
