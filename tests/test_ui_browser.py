@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -206,9 +207,18 @@ def test_a_grounding_draws_its_boxes(browser, served):
     pg.get_by_text("an astronaut", exact=False).first.wait_for()
     _shot(pg, served, "grounding-boxes")
     dialog = pg.get_by_role("dialog")
-    src = dialog.locator('[data-testid="stImage"] img').first.get_attribute("src")
-    shown = Image.open(io.BytesIO(pg.request.get(served["url"] + src if src.startswith("/")
-                                                 else src).body())).convert("RGB")
+    # A media URL lives only as long as the page run that made it: when the page reruns
+    # in between (seen once in CI: the URL read first no longer gave a picture), read the
+    # URL the page shows now.
+    deadline = time.monotonic() + 20
+    while True:
+        src = dialog.locator('[data-testid="stImage"] img').first.get_attribute("src")
+        answer = pg.request.get(served["url"] + src if src.startswith("/") else src)
+        if answer.ok and answer.headers.get("content-type", "").startswith("image/"):
+            break
+        assert time.monotonic() < deadline, (answer.status, answer.text()[:200])
+        time.sleep(0.5)
+    shown = Image.open(io.BytesIO(answer.body())).convert("RGB")
     sx, sy = shown.width / width, shown.height / height
     x, y = round(100 * sx) + 1, round(300 * sy)  # on the left edge, halfway down
     got = shown.getpixel((x, y))
