@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -441,7 +442,11 @@ def test_the_pages_and_the_api_share_one_search_service(indexed):
     assert search_service(db) is shared_search(db)  # the page's is the API's
 
 
-def test_loupe_ui_announces_its_api_in_the_server_file(indexed, tmp_path):
+@contextmanager
+def _loupe_ui(indexed, tmp_path):
+    """`loupe ui` (the command, in its own process group) on a copy of the module's index,
+    once its API answers: (process, its server file, a handle for call()). Whatever is
+    left of its group is killed afterwards."""
     work, _, db = indexed
     mine = str(tmp_path / "db")  # a copy: the module's server keeps its own file
     shutil.copytree(db, mine, ignore=shutil.ignore_patterns(".server.json"))
@@ -464,18 +469,25 @@ def test_loupe_ui_announces_its_api_in_the_server_file(indexed, tmp_path):
                     pass
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.3)
-        assert info.kind == "ui" and info.url == f"http://127.0.0.1:{port}"
+        yield proc, info, ui
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def test_loupe_ui_announces_its_api_in_the_server_file(indexed, tmp_path):
+    mine = str(tmp_path / "db")
+    with _loupe_ui(indexed, tmp_path) as (proc, info, ui):
+        assert info.kind == "ui" and info.url == f"http://127.0.0.1:{ui.port}"
         assert info.pid == proc.pid and info.token
         status, _, st = call(ui, "GET", "/api/v1/status")
         assert st["server"] == "ui" and st["db"] == mine
         assert call(ui, "GET", "/api/v1/status", key="wrong")[0] == 401
-    finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: `loupe ui` and its server
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait(30)
     assert read_server(mine) is None and not os.path.exists(os.path.join(mine, ".server.json"))
 
 
@@ -547,37 +559,10 @@ def test_poll_goes_with_watch_for_the_servers_too(indexed, capsys):
 
 def test_stopping_loupe_ui_with_sigterm_stops_its_server_too(indexed, tmp_path):
     """`kill PID` of `loupe ui` alone (not its process group) leaves no server behind."""
-    work, _, db = indexed
     mine = str(tmp_path / "db")
-    shutil.copytree(db, mine, ignore=shutil.ignore_patterns(".server.json"))
-    port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_CACHE_HOME=str(work / "cache"))
-    proc = subprocess.Popen([sys.executable, "-m", "loupe.search.cli", "ui", "--db", mine,
-                             "--port", str(port), "--no-browser"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        ui = None
-        while True:
-            info = read_server(mine)
-            if info is not None:
-                ui = type("UI", (), {"port": port, "key": info.token})
-                try:
-                    if call(ui, "GET", "/api/v1/status")[0] == 200:
-                        break
-                except OSError:
-                    pass
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.3)
+    with _loupe_ui(indexed, tmp_path) as (proc, _, ui):
         proc.send_signal(signal.SIGTERM)  # this process only
         assert proc.wait(30) == 0
         assert read_server(mine) is None
         with pytest.raises(OSError):  # nobody listens there any more
             call(ui, "GET", "/api/v1/status")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
-        except ProcessLookupError:
-            pass
-        proc.wait()
