@@ -68,8 +68,8 @@ def query_terms(terms: Sequence[Term]) -> list[dict]:
     and the server's messages). OSError when a file cannot be read."""
     out: list[dict] = []
     for t in terms:
-        if t.kind == "text":
-            out.append({"kind": "text", "text": t.value, "weight": t.weight})
+        if t.kind in ("text", "ocr"):  # words, or text shown in the pictures
+            out.append({"kind": t.kind, "text": t.value, "weight": t.weight})
             continue
         import base64  # (only a query with files pays for it)
 
@@ -121,7 +121,7 @@ def search(db_dir: str, terms: Sequence[Term], **fields) -> ServerSearch | None:
         # A query picture or sound the server will not take: it checks uploads by their
         # name and first bytes, where a search here decodes the file itself, so only a
         # search here says what a search here says about it.
-        if any(t.kind != "text" and t.value in str(e) for t in terms):
+        if any(t.kind not in ("text", "ocr") and t.value in str(e) for t in terms):
             note(f"the server at {info.url} refused a query file ({e}); searching here")
             return None
         raise

@@ -15,8 +15,16 @@ from loupe.indexer.errors import LoupeError
 from loupe.search.ann import CATALOG_CAPTURE, CaptureFilter, VectorIndex, load_index
 from loupe.search.explain.duplicates import check_threshold, drop_near_duplicates
 from loupe.search.explain.tags import ids_with_tags
-from loupe.search.query import QueryLimits, Term, modalities, parse_query, query_vector
+from loupe.search.query import (
+    QueryLimits,
+    Term,
+    check_limits,
+    modalities,
+    parse_query,
+    query_vector,
+)
 from loupe.search.store import Store
+from loupe.search.text.search import TextFilter, check_text_terms, split_terms, text_filter
 from loupe.search.thumbs import item_row
 
 SORTS = ("relevance", "newest", "oldest")
@@ -61,6 +69,10 @@ class Hit:
     camera_model: str | None = None
     lens: str | None = None
     place: str | None = None  # nearest town: "Lisbon, Lisbon, PT"
+    # found by text shown (ocr: terms): the lines that matched, {text, score (the OCR's
+    # confidence), box (8 floats, full-size upright pixels), timestamp, item, query}
+    text: list[dict] | None = None
+    text_score: float | None = None  # how well the text matched, in (0, 1]
 
     def as_dict(self) -> dict:
         """JSON-ready."""
@@ -83,10 +95,11 @@ class EmbeddedQuery:
     """A query's terms as one unit vector (:meth:`Searcher.embed_query`), to search with
     (:meth:`Searcher.search_embedded`)."""
 
-    vector: np.ndarray
+    vector: np.ndarray | None  # None: only ocr: terms (nothing to embed)
     column: str  # the vector column of the model that embedded it
     seconds: float  # embedding the terms, decoding their pictures and sounds included
     load_seconds: float  # loading the model (0 once loaded)
+    texts: list[Term] = field(default_factory=list)  # its ocr: terms (text shown)
 
 
 class Searcher:
@@ -166,7 +179,8 @@ class Searcher:
                       group: bool = True, moments: int = 3, since: float | None = None,
                       until: float | None = None, dedupe: float | None = None,
                       tags: Sequence[str] = (), capture: CaptureFilter | None = None,
-                      sort: str = "relevance", min_score: float | None = None) -> list[Hit]:
+                      sort: str = "relevance", min_score: float | None = None,
+                      texts: TextFilter | None = None) -> list[Hit]:
         """Top-k hits for a unit query vector, with optional kind/folder/date filters
         (``since``/``until``: file modification time, seconds since the epoch) and
         ``tags``: only items whose stored zero-shot tags include every one of them.
@@ -186,18 +200,15 @@ class Searcher:
         cosine >= ``dedupe`` with a better-ranked hit's, identical copies included; k
         hits are still returned when the index has them, and ``last_hidden`` says how
         many were hidden.
+
+        ``texts``: only the items showing the texts of a query's ``ocr:`` terms
+        (:func:`~loupe.search.text.search.text_filter`); each hit then carries the lines
+        that matched.
         """
         self.last_hidden = 0
-        if dedupe is not None:
-            check_threshold(dedupe)
-        if sort not in SORTS:
-            raise LoupeError(f"sort by {' / '.join(SORTS)}, not {sort!r}")
         index = self.index_of(column)
-        mask = index.catalog.mask(kind=kind, folder=folder, since=since, until=until,
-                                  capture=capture)
-        if tags:
-            tagged = np.isin(index.catalog.ids, list(ids_with_tags(self.store, tags)))
-            mask = tagged if mask is None else (mask & tagged)
+        mask = self._mask(index, kind, folder, since, until, dedupe, tags, capture, sort,
+                          texts)
         if mask is not None and not mask.any():
             return []
         if sort != "relevance":
@@ -206,10 +217,10 @@ class Searcher:
                                         capture is not None and capture.or_modified)
             if dedupe is not None:
                 hits, self.last_hidden = _dedupe(index, hits, where, dedupe, k)
-            return _described(index, hits[:k], where)
+            return _with_text(_described(index, hits[:k], where), texts)
         if not group and dedupe is None:
             hits, where = self._raw(index, vector, k, mask)
-            return _described(index, _above(hits, min_score), where)
+            return _with_text(_described(index, _above(hits, min_score), where), texts)
         n = len(index)
         fetch = k * 4 + 32
         while True:
@@ -219,8 +230,70 @@ class Searcher:
                             else (hits, 0))
             if len(hits) >= k or len(raw) < min(fetch, n) or fetch >= n:
                 self.last_hidden = hidden
-                return _described(index, _above(hits[:k], min_score), where)
+                return _with_text(_described(index, _above(hits[:k], min_score), where),
+                                  texts)
             fetch *= 4
+
+    def _mask(self, index: VectorIndex, kind: str | None, folder: str | None,
+              since: float | None, until: float | None, dedupe: float | None,
+              tags: Sequence[str], capture: CaptureFilter | None, sort: str,
+              texts: TextFilter | None) -> np.ndarray | None:
+        """The positions passing a search's filters (None: all), its settings checked."""
+        if dedupe is not None:
+            check_threshold(dedupe)
+        if sort not in SORTS:
+            raise LoupeError(f"sort by {' / '.join(SORTS)}, not {sort!r}")
+        cat = index.catalog
+        mask = cat.mask(kind=kind, folder=folder, since=since, until=until, capture=capture)
+        if tags:
+            tagged = np.isin(cat.ids, list(ids_with_tags(self.store, tags)))
+            mask = tagged if mask is None else (mask & tagged)
+        if texts is not None:
+            shown = texts.mask(cat.ids, cat.position)
+            mask = shown if mask is None else (mask & shown)
+        return mask
+
+    def search_text(self, texts: TextFilter, k: int = 10, kind: str | None = None,
+                    folder: str | None = None, column: str | None = None,
+                    group: bool = True, moments: int = 3, since: float | None = None,
+                    until: float | None = None, dedupe: float | None = None,
+                    tags: Sequence[str] = (), capture: CaptureFilter | None = None,
+                    sort: str = "relevance", min_score: float | None = None) -> list[Hit]:
+        """Top-k pictures showing the texts of ``ocr:`` terms alone (no model needed),
+        ranked by how well the text matches (``Hit.score`` is the text's score); the
+        filters, ``sort`` and ``min_score`` as in :meth:`search_vector`. A video is one
+        hit whose moments are the times the text is on screen (frames sharing one
+        reading are one moment: its first frame)."""
+        self.last_hidden = 0
+        if texts.ids() is None:
+            raise LoupeError("ocr: terms only leave pictures out here: add the text to find "
+                             "(ocr:\"words\") or other terms to rank by")
+        index = self.index_of(column)
+        cat = index.catalog
+        mask = self._mask(index, kind, folder, since, until, dedupe, tags, capture, sort,
+                          texts)
+        pos = np.nonzero(mask)[0] if mask is not None else np.arange(len(cat))
+        raw: list[Hit] = []
+        where: dict[str, int] = {}
+        for p in pos.tolist():
+            item = str(cat.ids[p])
+            ts, end = cat.timestamps[p], cat.ends[p]
+            raw.append(Hit(item, str(cat.paths[p]), str(cat.kinds[p]), texts.score(item),
+                           None if np.isnan(ts) else float(ts),
+                           None if np.isnan(end) else float(end)))
+            where[item] = int(p)
+        raw.sort(key=lambda h: (-h.score, h.path, h.timestamp or 0.0))
+        if min_score is not None or sort != "relevance":
+            floor = min_score if min_score is not None else (
+                relative_floor(raw[0].score) if raw else 0.0)
+            raw = _above(raw, floor)
+        hits = _group_readings(raw, texts, moments) if group else raw
+        if sort != "relevance":
+            hits = _date_order(index, hits, where, sort == "newest",
+                               capture is not None and capture.or_modified)
+        if dedupe is not None:
+            hits, self.last_hidden = _dedupe(index, hits, where, dedupe, k)
+        return _with_text(_described(index, hits[:k], where), texts)
 
     def _by_date(self, index: VectorIndex, vector: np.ndarray, mask: np.ndarray | None,
                  group: bool, moments: int, newest: bool, min_score: float | None,
@@ -239,15 +312,7 @@ class Searcher:
             fetch = min(cap, fetch * 4)
         raw = [h for h in raw if h.score >= floor]
         hits = _group(raw, moments) if group else raw
-        keys = index.catalog.date_keys(np.array([where[h.id] for h in hits], np.int64),
-                                       or_modified)
-        sign = -1.0 if newest else 1.0
-
-        def order(i: int) -> tuple:
-            dated = not np.isnan(keys[i])
-            return (not dated, sign * keys[i] if dated else 0.0, -hits[i].score, hits[i].id)
-
-        return [hits[i] for i in sorted(range(len(hits)), key=order)], where
+        return _date_order(index, hits, where, newest, or_modified), where
 
     def search(self, query: Sequence[str] | Sequence[Term], k: int = 10,
                kind: str | None = None, folder: str | None = None,
@@ -262,11 +327,18 @@ class Searcher:
         terms = list(query)
         if terms and not isinstance(terms[0], Term):
             terms = parse_query(terms)  # type: ignore[arg-type]
-        column = self.column_for(modalities(terms))  # type: ignore[arg-type]
-        vec = query_vector(terms, self.encoder_of(column))  # type: ignore[arg-type]
-        hits = self.search_vector(vec, k=k, kind=kind, folder=folder, column=column,
-                                  group=group, since=since, until=until, dedupe=dedupe,
-                                  tags=tags, capture=capture, sort=sort, min_score=min_score)
+        check_text_terms(terms)  # type: ignore[arg-type]
+        embedded, shown = split_terms(terms)  # type: ignore[arg-type]
+        texts = text_filter(self.store, shown) if shown else None
+        filters = dict(k=k, kind=kind, folder=folder, group=group, since=since, until=until,
+                       dedupe=dedupe, tags=tags, capture=capture, sort=sort,
+                       min_score=min_score)
+        if not embedded:
+            hits = self.search_text(texts, **filters)  # type: ignore[arg-type]
+        else:
+            column = self.column_for(modalities(embedded))
+            vec = query_vector(embedded, self.encoder_of(column))
+            hits = self.search_vector(vec, column=column, texts=texts, **filters)
         self.last_query_seconds = time.perf_counter() - t0
         return hits
 
@@ -281,6 +353,11 @@ class Searcher:
         """
         if not terms:
             raise LoupeError("empty query: give words, a picture, a sound, or a mix")
+        check_text_terms(terms)
+        check_limits(terms, limits or QueryLimits())  # ocr: terms count too
+        terms, shown = split_terms(terms)
+        if not terms:  # only text shown: nothing to embed, no model to load
+            return EmbeddedQuery(None, column or self.column, 0.0, 0.0, shown)
         needs = modalities(terms)
         if column is None:
             column = self.column_for(needs)
@@ -293,7 +370,7 @@ class Searcher:
         encoder = self.encoder_of(column)
         t1 = time.perf_counter()
         vec = query_vector(terms, encoder, limits or QueryLimits())
-        return EmbeddedQuery(vec, column, time.perf_counter() - t1, t1 - t0)
+        return EmbeddedQuery(vec, column, time.perf_counter() - t1, t1 - t0, shown)
 
     def search_embedded(self, query: EmbeddedQuery, k: int = 10, kind: str | None = None,
                         folder: str | None = None, group: bool = True,
@@ -308,10 +385,14 @@ class Searcher:
         t0 = time.perf_counter()
         self.index_of(query.column)
         t1 = time.perf_counter()
-        hits = self.search_vector(query.vector, k=k, kind=kind, folder=folder,
-                                  column=query.column, group=group, since=since,
-                                  until=until, dedupe=dedupe, tags=tags, capture=capture,
-                                  sort=sort, min_score=min_score)
+        texts = text_filter(self.store, query.texts) if query.texts else None
+        filters = dict(k=k, kind=kind, folder=folder, column=query.column, group=group,
+                       since=since, until=until, dedupe=dedupe, tags=tags, capture=capture,
+                       sort=sort, min_score=min_score)
+        if query.vector is None:
+            hits = self.search_text(texts, **filters)  # type: ignore[arg-type]
+        else:
+            hits = self.search_vector(query.vector, texts=texts, **filters)
         return SearchResult(hits, query.column, query.seconds + time.perf_counter() - t1,
                             query.load_seconds + t1 - t0, self.last_hidden)
 
@@ -364,6 +445,47 @@ def relative_floor(best: float) -> float:
     """The default relevance floor of a date order: ``RELATIVE_FLOOR`` of the best
     score (as far below a negative best)."""
     return best - (1.0 - RELATIVE_FLOOR) * abs(best)
+
+
+def _date_order(index: VectorIndex, hits: list[Hit], where: dict[str, int], newest: bool,
+                or_modified: bool) -> list[Hit]:
+    """``hits`` by date taken (newest or oldest first), undated last, ties by score
+    then id."""
+    keys = index.catalog.date_keys(np.array([where[h.id] for h in hits], np.int64),
+                                   or_modified)
+    sign = -1.0 if newest else 1.0
+
+    def order(i: int) -> tuple:
+        dated = not np.isnan(keys[i])
+        return (not dated, sign * keys[i] if dated else 0.0, -hits[i].score, hits[i].id)
+
+    return [hits[i] for i in sorted(range(len(hits)), key=order)]
+
+
+def _with_text(hits: list[Hit], texts: TextFilter | None) -> list[Hit]:
+    """``hits`` with the lines their ``ocr:`` terms matched (a grouped hit: its
+    moments')."""
+    if texts is None or not texts.required:
+        return hits
+    for h in hits:
+        shown = [(m.id, m.timestamp) for m in h.moments] or [(h.id, h.timestamp)]
+        h.text = texts.lines(shown)
+        h.text_score = texts.score(h.id)
+    return hits
+
+
+def _group_readings(raw: list[Hit], texts: TextFilter, moments: int) -> list[Hit]:
+    """:func:`_group`, with the frames that share one reading as one moment (its
+    earliest matching frame)."""
+    seen: set[tuple[str, str]] = set()
+    first: list[Hit] = []
+    for h in sorted(raw, key=lambda h: (h.path, h.timestamp or 0.0)):
+        key = (h.path, texts.reading(h.id))
+        if h.timestamp is None or key not in seen:
+            seen.add(key)
+            first.append(h)
+    keep = {id(h) for h in first}
+    return _group([h for h in raw if id(h) in keep], moments)
 
 
 def _above(hits: list[Hit], floor: float | None) -> list[Hit]:

@@ -17,7 +17,10 @@ from loupe.indexer.kinds import MediaKind, Modality
 from loupe.indexer.media.sniff import AUDIO_EXTS, HEAD_BYTES, IMAGE_EXTS, kind_from_extension, sniff
 
 _WEIGHT = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)):(.+)$", re.S)
-_PREFIXES = {"text:": Modality.TEXT, "image:": Modality.IMAGE, "audio:": Modality.AUDIO}
+# The kind of an ``ocr:"words"`` term: pictures showing that text (loupe.search.text).
+OCR = "ocr"
+_PREFIXES = {"text:": Modality.TEXT, "image:": Modality.IMAGE, "audio:": Modality.AUDIO,
+             "ocr:": OCR}
 # loupe.indexer.media.image.QUERY_MAX_PIXELS, not imported from there (it pulls numpy
 # and Pillow); tests/test_cli_server.py checks that the two agree.
 QUERY_MAX_PIXELS = 50_000_000
@@ -44,7 +47,7 @@ class Term:
     """One part of a query."""
 
     weight: float
-    kind: str  # "text", "image" or "audio"
+    kind: str  # "text", "image", "audio", or "ocr" (text shown in the picture)
     value: str  # the text, or the image / sound file's path
 
 
@@ -53,7 +56,7 @@ def check_limits(terms: Sequence[Term], limits: QueryLimits) -> None:
     if len(terms) > limits.terms:
         raise LoupeError(f"too many terms in the query: at most {limits.terms} are taken "
                          "(quote words that belong together)")
-    if sum(len(t.value) for t in terms if t.kind == Modality.TEXT) > limits.text_chars:
+    if sum(len(t.value) for t in terms if t.kind in (Modality.TEXT, OCR)) > limits.text_chars:
         raise LoupeError(f"the query's words are too long: at most {limits.text_chars:,} "
                          "characters are taken")
 
@@ -65,7 +68,8 @@ def parse_query(
     """Parse CLI tokens into terms.
 
     ``+`` and ``-`` standing alone are operators; ``W:term`` gives a weight;
-    ``text:...``, ``image:...`` and ``audio:...`` force a term's kind; otherwise a token
+    ``text:...``, ``image:...`` and ``audio:...`` force a term's kind; ``ocr:...`` (or
+    ``ocr:"two words"``) asks for pictures showing that text; otherwise a token
     naming an existing file is a sound if it is an audio file, else an image, and
     anything else is text. A query over ``limits`` is refused (LoupeError, one line)
     as soon as that shows, before the rest is read.
@@ -87,11 +91,16 @@ def parse_query(
         prefix = next((p for p in _PREFIXES if tok.startswith(p)), None)
         if prefix:
             kind, value = _PREFIXES[prefix], tok[len(prefix):]
+            if kind == OCR:
+                value = _unquoted(value)
+                if weight != 1.0:
+                    raise LoupeError(f"ocr:{value} takes no weight: it keeps the pictures "
+                                     "showing the text (or, after -, leaves them out)")
         elif is_file(tok):
             kind, value = (Modality.AUDIO if _is_sound(tok) else Modality.IMAGE), tok
         else:
             kind, value = Modality.TEXT, tok
-        if kind != Modality.TEXT and not is_file(value):
+        if kind not in (Modality.TEXT, OCR) and not is_file(value):
             what = "sound" if kind == Modality.AUDIO else "image"
             raise LoupeError(f"query {what} not found: {value}")
         ext = os.path.splitext(value)[1].lower()
@@ -104,7 +113,7 @@ def parse_query(
         if not value.strip():
             raise LoupeError("empty query term")
         terms.append(Term(sign * weight, kind, value))
-        chars += len(value) if kind == Modality.TEXT else 0
+        chars += len(value) if kind in (Modality.TEXT, OCR) else 0
         if len(terms) > limits.terms or chars > limits.text_chars:
             check_limits(terms, limits)
         sign, pending_op = 1.0, False
@@ -113,6 +122,14 @@ def parse_query(
     if not terms:
         raise LoupeError("empty query: give words, an image file, or both")
     return terms
+
+
+def _unquoted(value: str) -> str:
+    """``"two words"`` (or '...') without its quotes."""
+    v = value.strip()
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+        return v[1:-1]
+    return v
 
 
 def _is_sound(path: str) -> bool:
@@ -126,5 +143,5 @@ def _is_sound(path: str) -> bool:
 
 
 def modalities(terms: Sequence[Term]) -> set[str]:
-    """What an encoder must embed to answer these terms."""
-    return {t.kind for t in terms}
+    """What an encoder must embed to answer these terms (``ocr:`` terms need none)."""
+    return {t.kind for t in terms if t.kind != OCR}

@@ -13,6 +13,7 @@ from loupe.search.ann import saved_info
 from loupe.search.explain.attribution import collections
 from loupe.search.explain.tags import tagged_count, tagging_config
 from loupe.search.store import Store, count_by, read_columns, sql_str
+from loupe.search.text.table import ocr_config, read_count
 
 PARTIAL = "problem IS NOT NULL AND problem != ''"
 _NOT_PROBLEMS = f"({sql_str(SkipCode.NOT_MEDIA)}, {sql_str(SkipCode.UNSUPPORTED)})"
@@ -72,6 +73,7 @@ def index_status(store: Store, lists: bool = True) -> dict:
         "not_media": not_media,
         "captures": store.capture_counts(),  # items with a capture time, with GPS
         "tagging": _tagging(store),
+        "ocr": _ocr(store),
         "collections": collections(store),
     }
     if lists:
@@ -127,6 +129,15 @@ def folder_tree(dirs: set[str]) -> list[str]:
                 break
             d = os.path.dirname(d)
     return sorted(out)
+
+
+def _ocr(store: Store) -> dict | None:
+    """Text read in pictures: the settings, pictures read, lines stored."""
+    cfg = ocr_config(store)
+    if not cfg:
+        return None
+    pictures, lines = read_count(store)
+    return {**cfg, "pictures_read": pictures, "lines": lines}
 
 
 def _tagging(store: Store) -> dict | None:

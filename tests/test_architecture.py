@@ -28,12 +28,14 @@ LAYERS: list[tuple[int, str]] = [
     (0, r"loupe\.indexer\.(errors|kinds|fingerprint|scan|lazy|timecode)"
         r"|loupe\.indexer\.encoders\.spec|loupe\.search\.(dirs|server_file)"),
     (1, r"loupe\.indexer\.media(\..*)?"),
-    (2, r"loupe\.indexer\.encoders(\..*)?|loupe\.search\.explain\.grounding\.(kosmos2|draw)"),
+    (2, r"loupe\.indexer\.encoders(\..*)?|loupe\.search\.explain\.grounding\.(kosmos2|draw)"
+        r"|loupe\.indexer\.ocr(\.reader)?"),
     (3, r"loupe\.search\.(store|ann)(\..*)?"),
     (4, r"loupe\.indexer\.decode(\..*)?"),
     (5, r"loupe\.search\.(query|query_parse|client|targets|served|thumbs)"
-        r"|loupe\.search\.explain(\..*)?"),
-    (6, r"loupe\.search\.(engine|status)|loupe\.indexer\.pipeline(\..*)?"),
+        r"|loupe\.search\.explain(\..*)?|loupe\.search\.text(\..*)?"),
+    (6, r"loupe\.search\.(engine|status)|loupe\.indexer\.pipeline(\..*)?"
+        r"|loupe\.indexer\.ocr\.update"),
     (7, r"loupe\.indexer|loupe\.search"),  # the public surfaces, lazily loaded
     (8, r"loupe\.search\.cli(\..*)?|loupe\.ui(\..*)?"),
 ]

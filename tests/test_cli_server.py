@@ -27,6 +27,7 @@ import pytest
 from helpers.exif import LENS_MODEL, MAKE, MODEL, TAKEN, exif_jpeg, gps
 from helpers.media import solid
 from helpers.served import free_port, stop
+from helpers.signs import sign_photo
 
 from loupe.indexer import LoupeError
 from loupe.search import Term, client
@@ -406,6 +407,7 @@ def archive(tmp_path_factory, tiny_clip_dir, corpus):
     tagged_video(photos / "clip.mp4", {"creation_time": "2020-05-01T10:00:00Z"},
                  color=(20, 200, 20), frames=20, rate=10)
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x01" * 64)
+    sign_photo(photos / "sign.png", "HOTEL LISBOA", xy=(30, 200))  # read by --ocr
     labels = base / "labels.txt"
     labels.write_text("# template: a photo of {}\nred\ngreen\nblue\ncat\nrocket\nmoon\n")
     small = base / "small"
@@ -416,7 +418,7 @@ def archive(tmp_path_factory, tiny_clip_dir, corpus):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(base / "cache"))
         assert main(["index", str(photos), "--db", str(dbs[0]), "--model", tiny_clip_dir,
-                     "--workers", "0", "--quiet", "--tags", str(labels)]) == 0
+                     "--workers", "0", "--quiet", "--tags", str(labels), "--ocr"]) == 0
         assert main(["index", str(small), "--db", str(dbs[1]), "--model", tiny_clip_dir,
                      "--workers", "0", "--quiet"]) == 0
     with serving(dbs[0], base) as big, serving(dbs[1], base) as little:
@@ -472,6 +474,10 @@ QUERIES = {
     "hide duplicates at": ["sky", "--hide-duplicates", "0.2", "-k", "3"],
     "k 1": ["moon", "-k", "1"],
     "unknown tag": ["sky", "--where", "tag=unicorn"],
+    "text shown": ['ocr:"hotel lisboa"'],
+    "text shown, fuzzy": ["ocr:lisbon"],
+    "words and text shown": ["a hotel", "+", "ocr:hotel", "--kind", "photo"],
+    "words without a text": ["sky", "-", "ocr:hotel"],
 }
 ERRORS = {  # each said in one line (--json changes nothing: stdout stays empty)
     "bad day": ["sky", "--since", "2024-13-45"],
@@ -524,6 +530,14 @@ def test_where_on_an_untagged_index_through_the_server(archive, capsys, monkeypa
     here = _here(archive, archive["small"], argv, capsys, monkeypatch)
     assert served == here and here[0] == 1 and here[2].count("\n") == 1
     assert "through the server" in _through_server(archive, archive["small"], ["horse"])[2]
+
+
+def test_text_shown_on_an_index_without_ocr_through_the_server(archive, capsys,
+                                                               monkeypatch):
+    served = _through_server(archive, archive["small"], ["ocr:hotel"])
+    here = _here(archive, archive["small"], ["ocr:hotel"], capsys, monkeypatch)
+    assert served == here and here[0] == 1 and here[2].count("\n") == 1
+    assert "--ocr" in here[2]
 
 
 def test_each_index_is_answered_by_its_own_server(archive):

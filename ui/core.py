@@ -33,6 +33,8 @@ from loupe.search import Hit, QueryLimits, Searcher, Term, parse_query, thumbs
 from loupe.search.explain import describe as explain_describe
 from loupe.search.store import Store, default_db_dir
 
+OCR = "ocr"  # a Term's kind for text shown in the pictures (``ocr:"hotel lisboa"``)
+
 # What an upload may be (the uploaders' `type=` lists; checked again here).
 IMAGE_UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "tif", "tiff", "bmp"]
 SOUND_UPLOAD_TYPES = ["wav", "mp3", "ogg", "oga", "flac", "m4a", "opus"]
@@ -99,6 +101,8 @@ def _never_a_file(_: str) -> bool:
 def text_terms(text: str, limits: QueryLimits | None = None) -> list[Term]:
     """The query box's terms: the CLI's arithmetic (``dog + 2:beach - people``), text only.
 
+    The box is split as a shell splits a command line, so ``ocr:"hotel lisboa"`` is one
+    term (the text shown in the pictures, "hotel lisboa") as it is on the command line.
     The box never reaches the file system: a token is never taken for a file, and
     ``image:``/``audio:`` terms are refused (uploads are how pictures and sounds come in).
     A box over ``limits`` (its characters, its terms) is refused in one line.
@@ -272,3 +276,49 @@ def match_folders(folders: Sequence[str], text: str,
 def hit_record(hit: Hit) -> dict:
     """A hit as the session keeps it (plain data)."""
     return hit.as_dict()
+
+
+# -- text shown in the pictures (ocr: terms) ----------------------------------------------
+TEXT_BOX_COLOUR = (255, 0, 255)  # magenta: reads on light and dark pictures, rare in photos
+
+
+def matched_lines(records: Sequence[dict], item_id: str) -> list[dict]:
+    """The lines an ``ocr:`` term matched in one picture (a photo, or one video frame),
+    from the session's hit records (``Hit.as_dict()``): ``[]`` when none did."""
+    out: list[dict] = []
+    for r in records:
+        for line in r.get("text") or []:
+            if line.get("item") == item_id and line not in out:
+                out.append(line)
+    return out
+
+
+def draw_text_boxes(image, lines: Sequence[dict], size: tuple[int, int] | None = None):
+    """A copy of ``image`` with each line's box (four corners, in the pixels of the
+    picture it was read in, ``size`` = (width, height); default ``image``'s own) outlined,
+    as grounding boxes are drawn: scaled to ``image``, so a thumbnail can be drawn on as
+    well as the picture itself."""
+    from PIL import ImageDraw
+
+    out = image.convert("RGB")  # always a copy
+    if not lines:
+        return out
+    w, h = size or out.size
+    sx, sy = out.width / max(1, w), out.height / max(1, h)
+    side = min(out.width, out.height)
+    width = max(3, round(side / 120))  # (a thumbnail's JPEG blurs a thinner line away)
+    draw = ImageDraw.Draw(out)
+    for line in lines:
+        box = [float(v) for v in line["box"]]
+        points = [(box[i] * sx, box[i + 1] * sy) for i in range(0, 8, 2)]
+        draw.polygon(points, outline=TEXT_BOX_COLOUR, width=width)
+    return out
+
+
+def shown_texts(lines: Sequence) -> list[tuple[str, float]]:
+    """(text, confidence) of the lines read in a picture (``texts_of``'s Line objects or
+    dicts), in the order they were read (top to bottom), as its panel lists them."""
+    def get(line, name):
+        return line[name] if isinstance(line, dict) else getattr(line, name)
+
+    return [(str(get(ln, "text")), float(get(ln, "score"))) for ln in lines]

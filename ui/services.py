@@ -42,6 +42,7 @@ from loupe.search.explain import (
     resolve_target,
 )
 from loupe.search.store import IndexMeta, Store
+from loupe.search.text import ocr_config, texts_of
 from loupe.ui.summaries import IndexSummaries
 
 MAX_NEW_TOKENS = 64  # as `loupe ground`: the UI and the CLI share cached answers
@@ -125,6 +126,8 @@ class SearchService:
             return False
         if list(now.encoders.items()) != list(self.store.meta.encoders.items()):
             return False
+        with self.lock:  # the rest as it is now (a run given --ocr or --no-ocr meanwhile)
+            self.store.meta.reload()
         self.meta_mtime = mtime
         return True
 
@@ -143,8 +146,9 @@ class SearchService:
         if k < 1:
             raise LoupeError("ask for at least one result")
         t0 = time.perf_counter()
-        if terms and column is None:  # the model first: a missing one is not a bad query
-            wanted = searcher.column_for(modalities(terms))
+        needs = modalities(terms)  # (ocr: terms need no model)
+        if needs and column is None:  # the model first: a missing one is not a bad query
+            wanted = searcher.column_for(needs)
             try:
                 searcher.encoder_of(wanted)
             except LoupeError as e:
@@ -175,6 +179,19 @@ class SearchService:
         """Every folder holding indexed files (for the folder filter, searched with
         core.match_folders), per version of the file records."""
         return self.summaries.folders()
+
+    def reads_text(self) -> bool:
+        """Whether the index reads the text shown in its pictures (``loupe index --ocr``)."""
+        with self.lock:
+            return ocr_config(self.store) is not None
+
+    def texts_read(self, item_id: str) -> list:
+        """Every line of text read in a stored picture (``texts_of``'s lines: text, score,
+        box); empty when none was, or when the index does not read text."""
+        with self.lock:
+            if ocr_config(self.store) is None:
+                return []
+            return list(texts_of(self.store, [item_id]).get(item_id) or [])
 
 
 def _mtime(path: str) -> int | None:

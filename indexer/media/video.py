@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -463,5 +463,45 @@ def frame_at(path: str | os.PathLike, timestamp: float) -> tuple[Image.Image, fl
         if best is None:
             raise VideoDecodeError(f"no frame at {timestamp:.3f} s (the video is shorter?)")
         return frame_image(best[0]), float(best[1])
+    finally:
+        container.close()
+
+
+def frames_at(path: str | os.PathLike, timestamps: Sequence[float]
+              ) -> Iterator[tuple[float, Image.Image]]:
+    """``(asked time, upright RGB frame)`` for each of ``timestamps`` (in ascending
+    order), in one pass through the video: the frame on screen then, as
+    :func:`frame_at` would give it (the first frame for earlier times, the last one
+    for times after the end). Raises :class:`VideoDecodeError` when nothing decodes.
+    """
+    wanted = sorted(Fraction(t).limit_denominator(1_000_000) for t in timestamps)
+    asked = sorted(timestamps)
+    if not wanted:
+        return
+    container, stream = _open(path)
+    try:
+        tb = Fraction(stream.time_base)
+        stream.thread_type = "AUTO"
+        prev: av.VideoFrame | None = None
+        at = 0
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                ts = frame.pts * Fraction(frame.time_base or tb)
+                while at < len(wanted) and ts > wanted[at]:
+                    yield asked[at], frame_image(prev if prev is not None else frame)
+                    at += 1
+                if at == len(wanted):
+                    return
+                prev = frame
+        except av.FFmpegError as e:
+            if prev is None:
+                raise VideoDecodeError(f"no frame decodes: {av_reason(e)}") from e
+        if prev is None:
+            raise VideoDecodeError("no frame decodes")
+        last = frame_image(prev)
+        for i in range(at, len(wanted)):
+            yield asked[i], last
     finally:
         container.close()

@@ -60,6 +60,10 @@ class IndexReport:
     removed: int = 0  # files gone from disk, rows deleted
     recaptured: int = 0  # files indexed before whose capture was read now (metadata only)
     tagged: int = 0  # photos and frames given zero-shot tags (an index with --tags)
+    texts_read: int = 0  # pictures whose text was read (an index with --ocr)
+    texts_with_text: int = 0  # of those, the ones that show some text
+    texts_shared: int = 0  # frames that shared the reading of an unchanged frame
+    text_lines: int = 0  # lines of text read
     kept_roots: list[str] = field(default_factory=list)  # vanished roots whose rows stay
     pruned_roots: list[str] = field(default_factory=list)  # vanished roots forgotten
     seconds: float = 0.0

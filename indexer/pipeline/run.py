@@ -20,6 +20,7 @@ from loupe.indexer.decode.results import DecodeSettings, FileResult
 from loupe.indexer.encoders import AudioPreprocess, Encoder, EncoderSet, ImagePreprocess
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import MediaKind
+from loupe.indexer.ocr.update import update_texts
 from loupe.indexer.pipeline.embedder import Embedder
 from loupe.indexer.pipeline.options import IndexOptions, IndexReport
 from loupe.indexer.pipeline.plan import Column, RunPlan, plan_run, read_state, vanished_roots
@@ -30,6 +31,7 @@ from loupe.indexer.scan import ScanProblem, scan
 from loupe.search.ann import load_index, saved_info
 from loupe.search.explain.tags import tagging_config, update_tags
 from loupe.search.store import Store
+from loupe.search.text.table import ocr_config
 
 SPILL_DIR = ".spill"  # inside the index folder: one sub-folder per run
 
@@ -124,9 +126,10 @@ def execute(plan: RunPlan, settings: DecodeSettings, store: Store, columns: list
 
 
 def finish(store: Store, plan: RunPlan, report: IndexReport, columns: list[Column],
-           encoders: Sequence[Encoder], incomplete: list[str], start_version: int) -> None:
-    """Forget files gone from disk, compact, bring the FAISS indexes and tags up to
-    date, and record columns that are now complete."""
+           encoders: Sequence[Encoder], incomplete: list[str], start_version: int,
+           progress: bool = False) -> None:
+    """Forget files gone from disk, compact, bring the FAISS indexes, tags and text read
+    in pictures up to date, and record columns that are now complete."""
     if plan.gone_items or plan.gone_skips:
         store.delete_paths(plan.gone_items + plan.gone_skips)
         report.removed = len(plan.gone_items)
@@ -139,6 +142,10 @@ def finish(store: Store, plan: RunPlan, report: IndexReport, columns: list[Colum
             load_index(store, c.name)
     if tagging_config(store):  # zero-shot tags for what this run added
         report.tagged = update_tags(store, EncoderSet(store.meta.encoders, given=encoders))
+    if ocr_config(store):  # the text shown in what this run added
+        ocr = update_texts(store, progress=progress)
+        report.texts_read, report.texts_shared = ocr.read, ocr.shared
+        report.texts_with_text, report.text_lines = ocr.with_text, ocr.lines
     report.index_version = store.version()
     by_name = {c.name: c for c in columns}
     for name in incomplete:  # files outside this run's roots may still lack vectors
@@ -217,7 +224,8 @@ def _index(roots: Sequence[str], store: Store, encoders: list[Encoder],
             pass
     # Files indexed before captures were read: their metadata alone, no model runs.
     report.recaptured = recapture(store, plan.recapture)
-    finish(store, plan, report, columns, encoders, state.incomplete, start_version)
+    finish(store, plan, report, columns, encoders, state.incomplete, start_version,
+           options.progress)
     report.seconds = time.monotonic() - t0
     store.meta.update(last_run={"finished": time.time(), "roots": roots, **report.as_dict()})
     return report

@@ -72,6 +72,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with --where tag=LABEL): everyday (the default), imagenet-1k, or a "
                         "label file. Later runs keep the tags up to date")
     p.add_argument("--no-tags", action="store_true", help="stop tagging and drop the tags")
+    p.add_argument("--ocr", action="store_true",
+                   help="read the text shown in every photo and video frame (PP-OCRv4, "
+                        "models in the rapidocr-onnxruntime wheel; search with "
+                        "ocr:\"WORDS\"). Later runs keep it up to date")
+    p.add_argument("--no-ocr", action="store_true",
+                   help="stop reading text and drop what was read")
+    p.add_argument("--ocr-min-score", type=float, default=None, metavar="X",
+                   help="with --ocr: lines read with less confidence than X are kept but "
+                        "not searched (0.5)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="decode and embed on a Ray cluster (Ray Data; rows written as Lance "
                         "fragments by lance-ray): ADDRESS of the cluster (auto, "
@@ -130,6 +139,14 @@ def run(args: argparse.Namespace) -> int:
         raise LoupeError("--every must be a positive number of seconds")
     if args.tags is not None and args.no_tags:
         raise LoupeError("--tags and --no-tags contradict each other")
+    if args.ocr and args.no_ocr:
+        raise LoupeError("--ocr and --no-ocr contradict each other")
+    if args.ocr_min_score is not None and not (args.ocr and 0 <= args.ocr_min_score < 1):
+        raise LoupeError("--ocr-min-score goes with --ocr and must be in [0, 1)")
+    if args.ocr:
+        from loupe.indexer.ocr import load_reader
+
+        load_reader()  # the OCR models load before anything is written
     if args.tags:
         from loupe.search.explain import load_vocabulary
 
@@ -157,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
         with store.writing("loupe index", wait=opts.wait):
             if args.tags is not None or args.no_tags:
                 set_tagging(store, args.tags, encoders)
+            if args.ocr or args.no_ocr:
+                from loupe.search.text import set_ocr
+
+                set_ocr(store, args.ocr, args.ocr_min_score)
             report = index_paths(args.paths, store, encoders, opts)
         _print_report(args, store, report)
         return _keep_watching(watcher) if watcher is not None else EXIT_OK
@@ -186,6 +207,10 @@ def _print_report(args: argparse.Namespace, store, report) -> None:
     if report.videos or report.audio_files:
         print(f"  {report.photos} photos, {report.videos} videos ({report.frames} frames), "
               f"{report.audio_files} sound files, {report.sound_windows} sound windows")
+    if report.texts_read or report.texts_shared:
+        print(f"  read text in {report.texts_read} pictures ({report.texts_with_text} with "
+              f"text, {report.text_lines} lines; {report.texts_shared} frames shared the "
+              "reading of an unchanged frame before them)")
     if report.partial:
         print(f"  {report.partial} files indexed only in part (damaged)")
     if report.skipped or report.partial:

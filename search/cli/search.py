@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description='Examples: loupe search "a foggy forest"; '
                                    'loupe search ./beach.jpg; '
                                    'loupe search "dog" + ./beach.jpg - "people"; '
-                                   'loupe search "2:dog" "cat". A token that names an '
+                                   'loupe search "2:dog" "cat"; '
+                                   """loupe search 'ocr:"hotel lisboa"' (pictures showing """
+                                   """that text; index with --ocr); """
+                                   """loupe search "a night street" + ocr:bar. """
+                                   "A token that names an "
                                    "existing file is an image; force with text:/image:.")
     p.add_argument("query", nargs="*", metavar="TERM")
     p.add_argument("--audio", action="append", default=[], metavar="FILE",
@@ -64,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--where", action="append", default=[], metavar="tag=LABEL",
                    help="only items tagged LABEL (an index built with --tags); repeat to "
                         "require several")
+
     p.add_argument("--hide-duplicates", nargs="?", type=float, const=0.95, default=None,
                    metavar="COSINE",
                    help="hide near duplicates of better hits (cosine >= 0.95, or COSINE)")
@@ -152,7 +157,10 @@ def _search_here(args: argparse.Namespace, db: str, terms: list[Term]) -> int:
         raise LoupeError(str(e)) from e
     store = Store(db)
     needs = modalities(terms)
-    if args.model or args.pretrained:
+    t_load = time.perf_counter()
+    if not needs:  # only ocr: terms: the text index answers, no model is loaded
+        encoder = None
+    elif args.model or args.pretrained:
         encoder = load_encoder(args.model or DEFAULT_MODEL, args.pretrained, args.device,
                                args.precision)
         t_load = time.perf_counter()
@@ -161,7 +169,7 @@ def _search_here(args: argparse.Namespace, db: str, terms: list[Term]) -> int:
         t_load = time.perf_counter()
         encoder = encoder_from_spec(spec, args.device, args.precision)
     searcher = Searcher(store, encoder, device=args.device)
-    column = searcher.column_for(needs)
+    column = searcher.column_for(needs) if needs else searcher.column
     searcher.index_of(column)  # load the index outside the query's timing
     load_s = time.perf_counter() - t_load
     t0 = time.perf_counter()
@@ -197,7 +205,16 @@ def _print_hits(hits: list[dict], as_json: bool) -> None:
             where = "  at " + ", ".join(clock(m["timestamp"]) for m in h["moments"])
         elif h.get("timestamp") is not None:
             where = f"  at {clock(h['timestamp'])}"
-        print(f"{i:3d}  {h['score']:.4f}  {shown(h['path'])}{where}{_taken(h)}")
+        print(f"{i:3d}  {h['score']:.4f}  {shown(h['path'])}{where}{_taken(h)}{_shows(h)}")
+
+
+def _shows(h: dict) -> str:
+    """The text a hit found by ocr: terms shows ("" for others)."""
+    lines = list(dict.fromkeys(x["text"] for x in h.get("text") or ()))
+    if not lines:
+        return ""
+    more = f" (+{len(lines) - 2} lines)" if len(lines) > 2 else ""
+    return "  shows " + ", ".join(json.dumps(x, ensure_ascii=False) for x in lines[:2]) + more
 
 
 def _taken(h: dict) -> str:

@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         t = st["tagging"]
         print(f"tags: {t['tagged_items']} items tagged from {t['vocabulary']} (top {t['top']}, "
               f"at least {t['min_share']:g}%)")
+    if st.get("ocr"):
+        o = st["ocr"]
+        print(f"text read: {o['pictures_read']} pictures, {o['lines']} lines (searched from "
+              f"confidence {o['min_score']:g}; ocr:\"words\" queries)")
     if st["collections"]:
         print("reference collections: " + ", ".join(
             f"{name} ({n})" for name, n in st["collections"].items()))

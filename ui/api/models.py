@@ -42,7 +42,20 @@ class FileTerm(_Strict):
     weight: float = 1.0
 
 
-Term = Annotated[TextTerm | FileTerm, Field(discriminator="kind")]
+class OcrTerm(_Strict):
+    """Text shown in the pictures (read at indexing time, ``loupe index --ocr``), as one
+    term: a filter, as ``ocr:"hotel lisboa"`` in ``q``. Only pictures showing it are
+    kept (weight -1: none showing it); the other terms rank them, or, alone, how well
+    the text matches."""
+
+    kind: Literal["ocr"]
+    text: str = Field(description="the words shown (any case and accents; one wrong "
+                                  "letter in a long word still matches)")
+    weight: float = Field(1.0, description="1: only pictures showing the text; -1: "
+                                           "leave out those showing it (no other weight)")
+
+
+Term = Annotated[TextTerm | FileTerm | OcrTerm, Field(discriminator="kind")]
 
 
 class SearchRequest(_Strict):
@@ -50,9 +63,12 @@ class SearchRequest(_Strict):
     names, read by the same code). Some query is needed: ``q``, ``terms`` or both."""
 
     q: str | None = Field(None, description="query arithmetic in words, as the UI's box: "
-                                            '"dog + 2:beach - people" (never a file)')
+                                            '"dog + 2:beach - people" (never a file); '
+                                            'ocr:"hotel lisboa" (or ocr:bar) keeps only '
+                                            "pictures showing that text")
     terms: list[Term] = Field(default_factory=list,
-                              description="more terms, after q's: words, pictures, sounds")
+                              description="more terms, after q's: words, pictures, sounds, "
+                                          "text shown")
     k: int = Field(10, description="how many hits (loupe search -k)")
     offset: int = Field(0, ge=0, description="paging: hits [offset, offset + k) of the "
                                              "same ranking")
@@ -150,6 +166,21 @@ class Moment(BaseModel):
     end: float | None = None
 
 
+class TextLine(BaseModel):
+    """One line of text read in a picture that an ``ocr:`` term matched."""
+
+    text: str = Field(description="the line as read")
+    score: float = Field(description="the reader's confidence, 0 to 1")
+    box: list[float] = Field(min_length=8, max_length=8,
+                             description="its four corners x1, y1, ..., x4, y4, clockwise "
+                                         "from the top left, in the picture's pixels (the "
+                                         "original's, upright)")
+    timestamp: float | None = Field(None, description="seconds into the video (a frame's "
+                                                      "line); null for a photo")
+    item: str = Field(description="the id of the photo or frame it was read in")
+    query: str | None = Field(None, description="the ocr: term's text it matched")
+
+
 class Hit(Capture):
     """One hit: a photo, or a video / sound file with its best moments (with frames:
     one frame or sound window)."""
@@ -161,6 +192,10 @@ class Hit(Capture):
     timestamp: float | None = None
     end: float | None = None
     moments: list[Moment] = Field(default_factory=list)
+    text: list[TextLine] | None = Field(None, description="the lines an ocr: term matched "
+                                                          "(null: no ocr: term)")
+    text_score: float | None = Field(None, description="how well the text matched, 0 to 1 "
+                                                       "(null: no ocr: term)")
 
 
 class SearchResponse(BaseModel):

@@ -116,7 +116,8 @@ def openapi_document(endpoints: list[Endpoint], prefix: str, version: str = "1")
         "openapi": "3.1.0",
         "info": {"title": "Loupe", "version": version,
                  "description": "Search an archive of photos, video and sound by words, by "
-                                "example and by what the camera knew. Every request needs "
+                                "example, by the text shown in its pictures (ocr: terms) "
+                                "and by what the camera knew. Every request needs "
                                 "the server's API key as `Authorization: Bearer KEY` (it is "
                                 "in the index folder's .server.json). Errors are "
                                 '`{"error": {"status": N, "message": "one line"}}`, the '

@@ -127,7 +127,7 @@ def endpoints(settings: ApiSettings) -> list[Endpoint]:
         Endpoint("/status", ("GET",), get_status, "The index: counts, models, version, "
                  "folders, the server's kind, watch state", answer=m.Status),
         Endpoint("/search", ("POST",), post_search, "Search by words, pictures, sounds, "
-                 "with every filter of `loupe search`", body=m.SearchRequest,
+                 "the text shown, with every filter of `loupe search`", body=m.SearchRequest,
                  answer=m.SearchResponse, errors=(400, 413, 422, 503)),
         Endpoint(item, ("GET",), get_item, "An item's record", answer=m.ItemRecord,
                  errors=(404,)),

@@ -46,6 +46,10 @@ def search(settings: ApiSettings, req: m.SearchRequest) -> dict:
             if not t.text.strip():
                 raise LoupeError("empty query term")
             terms.append(Term(float(t.weight), Modality.TEXT, t.text))
+        elif isinstance(t, m.OcrTerm):
+            if not t.text.strip():
+                raise LoupeError("empty query term")
+            terms.append(Term(float(t.weight), core.OCR, t.text))
         else:
             uploads.append(core.Upload(t.kind, t.name, _decoded(t, i), float(t.weight)))
             terms.append(None)  # its place, filled once written

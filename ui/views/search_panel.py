@@ -65,7 +65,9 @@ def query_panel(svc: SearchService, limits: QueryLimits | None = None) -> Search
             "Search", key="query", placeholder="a foggy forest  ·  dog + 2:beach - people",
             max_chars=limits.text_chars,
             help="Words, with the CLI's arithmetic: `+` and `-` between terms, `2:word` "
-                 "for a weight, quotes to keep words together.")
+                 "for a weight, quotes to keep words together. `ocr:\"hotel lisboa\"` "
+                 "keeps only pictures showing that text (an index read with "
+                 "`loupe index --ocr`), ranked by the other terms.")
         uploads: list[Upload] = []
         ids: list = []
         with st.expander("Search with a picture or a sound",

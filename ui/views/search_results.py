@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
 import streamlit as st
+from PIL import Image
 
 from loupe.indexer import ItemKind, LoupeError
 from loupe.search import Hit, Moment, open_item, thumbs
+from loupe.ui import core, routes
 from loupe.ui import format as fmt
-from loupe.ui import routes
-from loupe.ui.services import SearchService, log_unexpected
+from loupe.ui.services import SearchService, jpeg, log_unexpected
 from loupe.ui.views.search_panel import back_to_query
 from loupe.ui.views.search_selected import select
 
@@ -66,9 +68,13 @@ def tile(svc: SearchService, h: Hit, rank: int) -> None:
     """One result: thumbnail, name, score, moments, player for sounds, Select."""
     name = os.path.basename(h.path)
     with st.container(border=True):
+        lines = core.matched_lines([{"text": h.text}], h.id)
         try:
             with svc.lock:
-                st.image(thumbs.thumbnail(svc.store, h.id), width="stretch")
+                picture = thumbs.thumbnail(svc.store, h.id)
+                if lines:
+                    picture = _with_text_boxes(svc, h.id, picture, lines)
+            st.image(picture, width="stretch")
         except LoupeError as e:
             st.caption(f":material/broken_image: {fmt.md(str(e))}")
         except Exception as e:
@@ -77,7 +83,15 @@ def tile(svc: SearchService, h: Hit, rank: int) -> None:
         short = name if len(name) <= 28 else name[:26] + "…"
         st.markdown(f"**{fmt.md(short)}**", help=fmt.md(h.path))
         label = fmt.KIND_LABEL.get(h.kind, h.kind)
-        st.caption(f"{label} · score {h.score:.3f}")
+        if h.text_score is not None and h.text_score == h.score:  # ranked by its text alone
+            st.caption(f"{label} · text match {h.text_score:.0%}")
+        else:
+            st.caption(f"{label} · score {h.score:.3f}")
+        if h.text:  # found by the text it shows: which
+            read = list(dict.fromkeys(ln["text"] for ln in h.text))
+            more = f" and {len(read) - 2} more" if len(read) > 2 else ""
+            st.caption(":material/text_fields: reads "
+                       + ", ".join(f"“{fmt.md(t)}”" for t in read[:2]) + more)
         if h.moments:
             moments = sorted(h.moments, key=lambda m: -m.score)
             cols = st.columns(len(moments), gap="small")
@@ -100,6 +114,16 @@ def tile(svc: SearchService, h: Hit, rank: int) -> None:
                   width="stretch")
 
 
+def _with_text_boxes(svc: SearchService, item_id: str, thumbnail: bytes,
+                     lines: list[dict]) -> bytes:
+    """The thumbnail with the matched lines' boxes (in the picture's pixels) on it."""
+    row = thumbs.item_row(svc.store, item_id)
+    if not row.get("width") or not row.get("height"):
+        return thumbnail
+    im = Image.open(io.BytesIO(thumbnail))
+    return jpeg(core.draw_text_boxes(im, lines, (row["width"], row["height"])))
+
+
 def welcome(svc: SearchService) -> None:
     counts = svc.counts()
     if not counts:
@@ -115,4 +139,6 @@ def welcome(svc: SearchService) -> None:
     st.markdown(
         "Type what you are looking for in the sidebar: *a foggy forest*, *red car at "
         "night*. Mix terms: `dog + 2:beach - people`. Or drop in a picture or a sound "
-        "(or record one) to find what looks or sounds like it.")
+        "(or record one) to find what looks or sounds like it."
+        + (" Find the text shown in pictures: `ocr:\"hotel lisboa\"`, or "
+           "`a night street + ocr:bar`." if svc.reads_text() else ""))

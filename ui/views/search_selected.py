@@ -3,11 +3,13 @@ grounding of it (or of the frames around a video moment)."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import asdict
 
 import streamlit as st
+from PIL import Image
 
 from loupe.indexer import ItemKind, LoupeError
 from loupe.search import FileChanged, open_item, thumbs
@@ -54,10 +56,23 @@ def current_selection(svc: SearchService) -> dict | None:
 
 
 @st.cache_data(max_entries=48, show_spinner=False)
-def _preview(_svc: SearchService, db: str, item_id: str, fingerprint: str | None) -> bytes:
+def _preview(_svc: SearchService, db: str, item_id: str, fingerprint: str | None,
+             lines: list[dict] | None = None) -> bytes:
+    """The picture to show, with the boxes of ``lines`` (text an ocr: term matched)."""
     with _svc.lock:
         picture = thumbs.item_picture(_svc.store, item_id)
+    if lines:
+        picture = core.draw_text_boxes(picture, lines)
     return jpeg(picture)
+
+
+def _text_on(picture: bytes, lines: list[dict], row: dict) -> bytes:
+    """A shown picture (Kosmos-2's, its size maybe not the item's) with the boxes of
+    ``lines`` too."""
+    if not lines or not row.get("width") or not row.get("height"):
+        return picture
+    im = Image.open(io.BytesIO(picture))
+    return jpeg(core.draw_text_boxes(im, lines, (row["width"], row["height"])))
 
 
 def _play(kind: str, svc: SearchService, row: dict) -> None:
@@ -83,6 +98,7 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
     """The selected hit: big picture (with Kosmos-2's boxes once grounded) or player,
     facts, more like this, grounding."""
     item_id, kind = row["id"], row["kind"]
+    lines = core.matched_lines(ss.get("results") or [], item_id)  # found by its text
     left, right = st.columns([3, 2], gap="medium")
     with right:  # first: a grounding made here shows on the left in the same run
         facts = [("Folder", fmt.shown_path(os.path.dirname(row["path"]))),
@@ -112,6 +128,7 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
             unselect()
             st.rerun()
         if kind in (ItemKind.PHOTO, ItemKind.FRAME):
+            text_read_panel(svc, item_id, lines)
             grounding_panel(svc, args, row)
             grounding_summary(item_id)
     with left:
@@ -122,13 +139,16 @@ def selected_view(svc: SearchService, args: AppArgs, row: dict) -> None:
                 _play("sound", svc, row)
             else:
                 g = _grounded(item_id)
+                shown = lines if ss.get("show_text_boxes", True) else []
                 if g is not None and ss.get("show_boxes", True):
-                    st.image(g["picture"], width="stretch")
+                    st.image(_text_on(g["picture"], shown, row), width="stretch")
                 else:
-                    st.image(_preview(svc, svc.db, item_id, row["fingerprint"]),
+                    st.image(_preview(svc, svc.db, item_id, row["fingerprint"], shown),
                              width="stretch")
                 if g is not None:
                     st.toggle("Show Kosmos-2's boxes", value=True, key="show_boxes")
+                if lines:
+                    st.toggle("Show where the text is", value=True, key="show_text_boxes")
                 if kind == ItemKind.FRAME:
                     _play("video", svc, row)
     grounding_frames(item_id)
@@ -152,6 +172,22 @@ def open_selected(svc: SearchService, args: AppArgs, row: dict) -> None:
             st.error(f"Something went wrong: {type(e).__name__}")
 
     show()
+
+
+# -- text read in it ---------------------------------------------------------------------
+def text_read_panel(svc: SearchService, item_id: str, matched: list[dict]) -> None:
+    """Every line of text read in the picture, with the reader's confidence (the lines
+    the query's ocr: term matched in bold); nothing when the index does not read text."""
+    if not svc.reads_text():
+        return
+    read = core.shown_texts(svc.texts_read(item_id))
+    found = {ln["text"] for ln in matched}
+    if not read:
+        st.markdown("**Text read in it:** none")
+        return
+    rows = [(f"**{fmt.md(t)}**" if t in found else fmt.md(t)) + f" · {score:.0%}"
+            for t, score in read]
+    st.markdown("**Text read in it** (confidence)\n\n" + "\n".join(f"- {r}" for r in rows))
 
 
 # -- grounding -------------------------------------------------------------------------
