@@ -62,7 +62,8 @@ def test_the_bundled_models_read_a_sign_on_a_real_photo_with_its_box(reader):
     assert iou(bounds(lines[0].box), drawn) > 0.6
     left, top, right, bottom = (int(v) for v in bounds(lines[0].box))
     white = (np.asarray(im) > 245).all(axis=2)
-    assert white[top:bottom, left:right].sum() > 0.9 * white[drawn[1]:drawn[3], drawn[0]:drawn[2]].sum()
+    drawn_white = white[drawn[1]:drawn[3], drawn[0]:drawn[2]].sum()
+    assert white[top:bottom, left:right].sum() > 0.9 * drawn_white
 
 
 def test_boxes_are_in_full_size_upright_pixels(reader, tmp_path):
@@ -408,11 +409,28 @@ def test_fuzzy_matching_misses_nothing_within_the_bound(tmp_path):
         assert f"{i:024x}" in {m.reading for m in index.match(query)}, (w, query)
 
 
+def test_a_common_word_finds_every_picture_showing_it(tmp_path):
+    # More matches than one read of the documents takes (500): none is dropped, and
+    # each keeps its own items and times.
+    store = Store(str(tmp_path / "db"), create=True)
+    set_ocr(store, True)
+    rows = [{"id": f"{i:024x}", "path": f"/x/{i // 3}.mp4", "timestamp": float(i % 3),
+             "fingerprint": "f", "model": "m", "read_from": f"{i - i % 3:024x}",
+             "problem": None, "read_at": 0.0,
+             "lines": [{"text": f"OPEN {i} DAYS" if i % 3 == 0 else "x", "score": 0.9,
+                        "box": [0] * 8}]} for i in range(3600)]
+    upsert_texts(store, rows)
+    found = TextIndex(store).match("open")
+    assert len(found) == 1200
+    assert all(len(m.items) == 3 and m.timestamps == [0.0, 1.0, 2.0] for m in found)
+    assert {m.items[0] for m in found} == {f"{i:024x}" for i in range(0, 3600, 3)}
+
+
 def test_the_index_file_is_sqlite_fts5_with_one_document_per_reading(ocr_db):
     store = Store(str(ocr_db[0]))
     con = sqlite3.connect(index_path(store))
     docs = con.execute("SELECT count(*) FROM docs").fetchone()[0]
-    items = [json.loads(r[0]) for r in con.execute("SELECT items FROM docs")]
+    items = [r[0].split("|") for r in con.execute("SELECT items FROM docs")]
     con.close()
     assert docs == 5  # four signs and one title card (its four frames in one document)
     assert sorted(len(x) for x in items) == [1, 1, 1, 1, 4]

@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import threading
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,19 +45,21 @@ from loupe.search.text.table import (
     text_rows,
 )
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 MIN_LETTERS = 3  # shorter queries match whole words only (no trigram to look up)
 WHOLE_WORD, INSIDE_WORD = 1.0, 0.9  # quality of an exact match as a word / inside one
 
 
-@dataclass
+@dataclass(slots=True)
 class TextMatch:
     """One reading that shows the text asked for.
 
     ``items``/``timestamps``: the pictures sharing the reading (a photo; or frames of one
-    shot, in time order). ``lines``: indexes into ``line_data`` of the lines the match
-    lies on. ``score`` in (0, 1]: 1 for the words exactly, as words, read with full
-    confidence; less inside a longer word, per edit, and for less sure lines.
+    shot, in time order). ``lines``: indexes of the lines the match lies on (among the
+    reading's searched lines). ``score`` in (0, 1]: 1 for the words exactly, as words,
+    read with full confidence; less inside a longer word, per edit, and for less sure
+    lines. The lines themselves (boxes) are decoded only when asked for: a filter over
+    tens of thousands of matches needs ids and scores only.
     """
 
     reading: str
@@ -66,11 +69,33 @@ class TextMatch:
     score: float
     edits: int
     lines: list[int]
-    line_data: list[dict] = field(default_factory=list)  # {text, score, box} of the reading
+    index_file: str = field(default="", repr=False)  # where its lines are read from
 
     def matched_lines(self) -> list[dict]:
-        """The lines the match lies on, {text, score, box}."""
-        return [self.line_data[i] for i in self.lines]
+        """The lines the match lies on, {text, score, box} (read from the index now:
+        only the hits shown need them)."""
+        con = sqlite3.connect(f"file:{self.index_file}?mode=ro", uri=True, timeout=30)
+        try:
+            row = con.execute("SELECT lines FROM docs WHERE reading = ?",
+                              (self.reading,)).fetchone()
+        finally:
+            con.close()
+        data = json.loads(row[0]) if row else []
+        return [data[i] for i in self.lines if i < len(data)]
+
+
+def _candidates(q: str, edits: int) -> str:
+    """The FTS5 query of the documents that may hold ``q`` within ``edits`` edits.
+
+    Cut into ``edits + 1`` pieces, one piece must be there intact; when ``q`` is long
+    enough for ``edits + 2`` pieces of 3 letters or more, two of them must be (each edit
+    breaks at most one piece), which leaves far fewer documents to check.
+    """
+    if len(q) >= 3 * (edits + 2):
+        parts = pieces(q, edits + 1)
+        pairs = [f'("{a}" AND "{b}")' for i, a in enumerate(parts) for b in parts[i + 1:]]
+        return " OR ".join(pairs)
+    return " OR ".join(f'"{p}"' for p in pieces(q, edits))
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -84,7 +109,7 @@ def _create(con: sqlite3.Connection) -> None:
         CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
         CREATE TABLE IF NOT EXISTS docs(
             rowid INTEGER PRIMARY KEY, reading TEXT UNIQUE, path TEXT,
-            items TEXT, lines TEXT, spaced TEXT, offsets TEXT);
+            items TEXT, lines TEXT, spaced TEXT, offsets TEXT, scores TEXT);
         CREATE INDEX IF NOT EXISTS docs_path ON docs(path);
         CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(squashed, tokenize='trigram');
     """)
@@ -125,10 +150,14 @@ def _insert(con: sqlite3.Connection, groups: dict[str, dict], min_score: float) 
             continue  # nothing searchable: no document
         lines = [{"text": x["text"], "score": round(float(x["score"]), 4),
                   "box": [round(float(v), 1) for v in x["box"]]} for x in kept]
+        # items, offsets and scores as plain text: read back for every match of a query
+        # (tens of thousands for a common word), split is several times quicker than JSON
+        items = "|".join(f"{i}@{'' if t is None else repr(float(t))}" for i, t in g["items"])
         cur = con.execute(
-            "INSERT INTO docs(reading, path, items, lines, spaced, offsets) VALUES(?,?,?,?,?,?)",
-            (reading, g["path"], json.dumps(g["items"]), json.dumps(lines), spaced,
-             json.dumps(offsets)))
+            "INSERT INTO docs(reading, path, items, lines, spaced, offsets, scores) "
+            "VALUES(?,?,?,?,?,?,?)",
+            (reading, g["path"], items, json.dumps(lines), spaced,
+             ",".join(map(str, offsets)), ",".join(str(x["score"]) for x in lines)))
         con.execute("INSERT INTO fts(rowid, squashed) VALUES(?, ?)", (cur.lastrowid, squashed))
 
 
@@ -188,9 +217,18 @@ class TextIndex:
         try:
             _create(con)
             con.execute("BEGIN")
-            table = text_rows(self.store, _ROW_COLUMNS)
+            # by reading, so that the rows of one reading (frames sharing it) are
+            # inserted together whatever batch they come in
+            table = text_rows(self.store, _ROW_COLUMNS).sort_by("read_from")
+            carry: list[dict] = []
             for batch in table.to_batches(max_chunksize=20_000):
-                _insert(con, readings(batch.to_pylist()), min_score)
+                rows = carry + batch.to_pylist()
+                cut = len(rows)
+                while cut > 0 and rows[cut - 1]["read_from"] == rows[-1]["read_from"]:
+                    cut -= 1  # the last reading may go on in the next batch
+                _insert(con, readings(rows[:cut]), min_score)
+                carry = rows[cut:]
+            _insert(con, readings(carry), min_score)
             con.execute("INSERT OR REPLACE INTO meta VALUES('stamp', ?)", (stamp,))
             con.execute("COMMIT")
             con.execute("PRAGMA journal_mode=WAL")
@@ -245,60 +283,72 @@ class TextIndex:
         words = normalise(phrase)
         con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         try:
-            found: dict[int, tuple[int, tuple[int, int], str]] = {}
+            out: dict[int, TextMatch] = {}
             if len(q) < MIN_LETTERS:  # too short for trigrams: whole words, by scanning
-                like = f"% {words} %"
-                for rowid, sq in con.execute(
-                        "SELECT docs.rowid, fts.squashed FROM docs JOIN fts ON "
-                        "fts.rowid = docs.rowid WHERE ' ' || docs.spaced || ' ' LIKE ?",
-                        (like,)):
-                    at = sq.find(q)
-                    found[rowid] = (0, (at, at + len(q)), sq)
-            else:
-                for rowid, sq in con.execute(
-                        "SELECT rowid, squashed FROM fts WHERE fts MATCH ?", (f'"{q}"',)):
-                    at = sq.find(q)
-                    found[rowid] = (0, (at, at + len(q)), sq)
-                edits = allowed_edits(len(q)) if fuzzy else 0
-                if edits:
-                    pattern = regex.compile(f"(?:{regex.escape(q)}){{e<={edits}}}",
-                                            regex.BESTMATCH)
-                    expr = " OR ".join(f'"{p}"' for p in pieces(q, edits))
-                    for rowid, sq in con.execute(
-                            "SELECT rowid, squashed FROM fts WHERE fts MATCH ?", (expr,)):
-                        if rowid in found:
-                            continue
-                        m = pattern.search(sq)
-                        if m is not None:
-                            found[rowid] = (sum(m.fuzzy_counts), m.span(), sq)
-            return self._matches(con, found, q, words)
+                rows = con.execute(f"{_JOINED} WHERE ' ' || d.spaced || ' ' LIKE ?",
+                                   (f"% {words} %",))
+                self._collect(out, rows, q, words, None, self.path)
+                return _ranked(out)
+            self._collect(out, con.execute(f"{_JOINED} WHERE fts MATCH ?", (f'"{q}"',)),
+                          q, words, None, self.path)
+            edits = allowed_edits(len(q)) if fuzzy else 0
+            if edits:
+                pattern = regex.compile(f"(?:{regex.escape(q)}){{e<={edits}}}",
+                                        regex.BESTMATCH)
+                rows = con.execute(f"{_JOINED} WHERE fts MATCH ?", (_candidates(q, edits),))
+                self._collect(out, rows, q, words, pattern, self.path)
+            return _ranked(out)
         finally:
             con.close()
 
-    def _matches(self, con: sqlite3.Connection, found: dict, q: str,
-                 words: str) -> list[TextMatch]:
-        out = []
-        ids = list(found)
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            marks = ",".join("?" * len(part))
-            for rowid, reading, path, items, lines, spaced, offsets in con.execute(
-                    f"SELECT rowid, reading, path, items, lines, spaced, offsets FROM docs "
-                    f"WHERE rowid IN ({marks})", part):
-                edits, (start, end), _ = found[rowid]
-                line_data = json.loads(lines)
-                offs = json.loads(offsets)
-                on = [j for j, o in enumerate(offs)
-                      if o < end and (offs[j + 1] if j + 1 < len(offs) else 1 << 30) > start]
-                whole = edits == 0 and f" {words} " in f" {spaced} "
-                quality = (WHOLE_WORD if whole else INSIDE_WORD) * (1 - edits / (len(q) + 1))
-                conf = max((line_data[j]["score"] for j in on), default=1.0)
-                pairs = json.loads(items)
-                out.append(TextMatch(reading, path, [p[0] for p in pairs],
-                                     [p[1] for p in pairs],
-                                     round(quality * (0.5 + 0.5 * conf), 6), edits, on, line_data))
-        out.sort(key=lambda m: (-m.score, m.path, m.timestamps[0] or 0.0))
-        return out
+    @staticmethod
+    def _collect(out: dict[int, TextMatch], rows, q: str, words: str, pattern,
+                 index: str) -> None:
+        """Add to ``out`` the documents of ``rows`` (``_JOINED``'s columns) showing ``q``:
+        as it is (``pattern`` None), or within ``pattern``'s edits."""
+        for rowid, sq, reading, path, items, spaced, offsets, scores in rows:
+            if rowid in out:
+                continue
+            if pattern is None:
+                start = sq.find(q)
+                if start < 0:
+                    continue
+                edits, end = 0, start + len(q)
+            else:
+                m = pattern.search(sq)
+                if m is None:
+                    continue
+                edits, (start, end) = sum(m.fuzzy_counts), m.span()
+            if "," in offsets:  # the lines the span [start, end) of the joined text lies on
+                offs = [int(o) for o in offsets.split(",")]
+                on = list(range(max(0, bisect_right(offs, start) - 1),
+                                max(1, bisect_left(offs, end))))
+                confs = scores.split(",")
+                conf = max(float(confs[j]) for j in on)
+            else:  # one line (most pictures): quicker
+                on, conf = [0], float(scores)
+            whole = edits == 0 and f" {words} " in f" {spaced} "
+            quality = (WHOLE_WORD if whole else INSIDE_WORD) * (1 - edits / (len(q) + 1))
+            if "|" in items:
+                item_ids, times = [], []
+                for pair in items.split("|"):
+                    item, _, t = pair.partition("@")
+                    item_ids.append(item)
+                    times.append(float(t) if t else None)
+            else:
+                item, _, t = items.partition("@")
+                item_ids, times = [item], [float(t) if t else None]
+            out[rowid] = TextMatch(reading, path, item_ids, times,
+                                   round(quality * (0.5 + 0.5 * conf), 6), edits, on, index)
+
+
+# A document's row, with its squashed text, as every search reads it (one query a pass).
+_JOINED = ("SELECT d.rowid, fts.squashed, d.reading, d.path, d.items, d.spaced, "
+           "d.offsets, d.scores FROM fts JOIN docs AS d ON d.rowid = fts.rowid")
+
+
+def _ranked(found: dict[int, TextMatch]) -> list[TextMatch]:
+    return sorted(found.values(), key=lambda m: (-m.score, m.path, m.timestamps[0] or 0.0))
 
 
 def items_matching(store: Store, phrase: str, fuzzy: bool = True) -> dict[str, TextMatch]:
