@@ -11,6 +11,7 @@ which are still alive, which frames of a video lie around a moment
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
@@ -32,6 +33,7 @@ from loupe.search.ann.capture_filter import (
     unit_vectors,
 )
 from loupe.search.store import CAPTURE_FIELDS
+from loupe.search.store.tables import read_columns, sql_str
 
 # What the camera knew, per position: what hits show and capture filters read
 CATALOG_CAPTURE = ["taken_at", "taken_local", "lat", "lon", "alt", "camera_make",
@@ -53,6 +55,39 @@ def with_row_columns(table: pa.Table) -> pa.Table:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, typ))
     return table
+
+
+def _ns_at_least(seconds: float) -> int:
+    """The smallest integer ``t`` (nanoseconds) with ``t / 1e9 >= seconds`` as the catalog
+    computes it (float division): ``mtime_ns >= t`` in SQL keeps what the mask keeps."""
+    lo = math.floor(seconds * 1e9) - (1 << 20)
+    hi = lo + (1 << 21)
+    while lo / 1e9 >= seconds:
+        lo -= 1 << 21
+    while hi / 1e9 < seconds:
+        hi += 1 << 21
+    while hi - lo > 1:  # invariant: lo fails, hi passes
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if mid / 1e9 >= seconds else (mid, hi)
+    return hi
+
+
+def filter_sql(kind: str | None, folder: str | None, since: float | None,
+               until: float | None) -> str | None:
+    """The SQL filter on the items table that keeps the rows :meth:`RowCatalog.mask`
+    keeps for these filters (None: no filter), for a backend that filters in the table
+    (LanceDB's prefilter). ``folder`` is absolute, as the mask's key has it."""
+    parts = []
+    if kind:
+        parts.append(f"kind = {sql_str(kind)}")
+    if since is not None:  # a null mtime (unknown) passes no date filter, as NaN does
+        parts.append(f"mtime_ns >= {_ns_at_least(since)}")
+    if until is not None:
+        parts.append(f"mtime_ns < {_ns_at_least(until)}")
+    if folder:
+        prefix = folder.rstrip(os.sep) + os.sep
+        parts.append(f"(starts_with(path, {sql_str(prefix)}) OR path = {sql_str(folder)})")
+    return " AND ".join(parts) or None
 
 
 def _seconds(values: list, scale: float = 1.0) -> np.ndarray:
@@ -79,6 +114,7 @@ class RowCatalog:
         mt = rows["mtime_ns"].to_pylist() if "mtime_ns" in rows.column_names else []
         self.mtimes = _seconds(mt, 1e9) if mt else np.full(len(ts), np.nan)
         self._masks: dict[tuple, np.ndarray | None] = {}
+        self._where: dict[int, tuple[np.ndarray, str]] = {}  # id(mask) -> (mask, its SQL)
         self._positions: dict[str, int] | None = None
         self._derived: dict[str, object] = {}  # arrays made on first use (capture filters)
 
@@ -106,6 +142,7 @@ class RowCatalog:
         if key not in self._masks:
             if len(self._masks) >= MASK_CACHE:
                 self._masks.clear()
+                self._where.clear()
             m = self._compute_mask(*key[:4])
             if capture is not None:
                 c = self._capture_mask(capture)
@@ -113,7 +150,17 @@ class RowCatalog:
             if self.alive is not None:
                 m = self.alive if m is None else (m & self.alive)
             self._masks[key] = m
+            sql = filter_sql(*key[:4]) if capture is None else None
+            if sql and m is not None and m is not self.alive:
+                self._where[id(m)] = (m, sql)
         return self._masks[key]
+
+    def where_of(self, mask: np.ndarray | None) -> str | None:
+        """The SQL filter equivalent to ``mask`` when it is a mask this catalog made from
+        kind / folder / dates (dead positions aside: the table no longer has their rows);
+        None for any other (captures, tags, text shown, or combined by the caller)."""
+        got = self._where.get(id(mask)) if mask is not None else None
+        return got[1] if got is not None and got[0] is mask else None
 
     def _derive(self, name: str, make: Callable[[], object]):
         """An array made from the rows on first use, kept (the catalog does not change)."""
@@ -232,3 +279,20 @@ class RowCatalog:
         pos = np.flatnonzero(sel)
         pos = pos[np.argsort(self.timestamps[pos], kind="stable")]
         return [(str(self.ids[q]), float(self.timestamps[q])) for q in pos]
+
+
+def catalog_with_captures(cat: RowCatalog, store) -> RowCatalog:
+    """``cat`` with its capture columns read again from the store's items (captures
+    written into existing rows, whose vectors did not change), joined by id."""
+    t = store.items(create=False)
+    have = [c for c in CATALOG_CAPTURE if t is not None and c in t.schema.names]
+    if not have:
+        return cat
+    got = read_columns(t, ["id", *have])
+    at = pa.table({"id": cat.rows["id"], "_at": pa.array(np.arange(len(cat)), pa.int64())})
+    joined = at.join(got, "id", join_type="left outer").sort_by("_at")
+    rows = cat.rows
+    for c in have:
+        rows = rows.set_column(rows.schema.get_field_index(c), rows.schema.field(c),
+                               joined[c].cast(rows.schema.field(c).type))
+    return RowCatalog(rows.combine_chunks(), cat.alive)

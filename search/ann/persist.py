@@ -23,10 +23,14 @@ import uuid
 
 import faiss
 import numpy as np
-import pyarrow as pa
 import pyarrow.feather as feather
 
-from loupe.search.ann.catalog import CATALOG_CAPTURE, ROW_COLUMNS, RowCatalog, with_row_columns
+from loupe.search.ann.catalog import (
+    ROW_COLUMNS,
+    RowCatalog,
+    catalog_with_captures,
+    with_row_columns,
+)
 from loupe.search.ann.index import (
     IndexInfo,
     VectorIndex,
@@ -34,10 +38,12 @@ from loupe.search.ann.index import (
     direct_map,
     store_fetcher,
 )
+from loupe.search.ann.lance_index import build_lance_index, load_lance_index, save_lance
+from loupe.search.ann.lance_plan import LANCE, choose_backend, requested_backend
 from loupe.search.ann.plan import EXACT_KIND, IndexPlan, set_search_params
 from loupe.search.ann.position_vectors import PositionVectors
 from loupe.search.ann.refresh import refresh, writable
-from loupe.search.store import Store, read_columns
+from loupe.search.store import Store
 
 
 def index_paths(store: Store, column: str) -> tuple[str, str]:
@@ -50,7 +56,13 @@ def build_index(store: Store, column: str, memory_budget: int | None = None,
                 flat_limit: int | None = None, plan: IndexPlan | None = None) -> IndexInfo:
     """Build the column's index from the store's current version and save it: the kind
     ``plan`` says, default the one planned for its size (within ``memory_budget`` and
-    ``flat_limit``), tuned."""
+    ``flat_limit``), tuned. A Lance plan trains LanceDB's index in the table anew."""
+    if plan is not None and plan.backend == LANCE:
+        lidx = build_lance_index(store, column, plan, retrain=True)
+        if lidx is not None:
+            save_lance(store, lidx)
+            return lidx.info
+        plan = None
     rev = store.capture_rev()  # before the rows: a later count means a later read
     version, table = store.read_vectors(column)
     vidx = build_vector_index(column, version, table, memory_budget, flat_limit,
@@ -63,21 +75,11 @@ def build_index(store: Store, column: str, memory_budget: int | None = None,
 def with_captures(vidx: VectorIndex, store: Store, rev: int) -> VectorIndex:
     """``vidx`` with its catalog's capture columns read again from the store (captures
     were written into existing rows, whose vectors did not change), as of ``rev``."""
-    cat = vidx.catalog
-    t = store.items(create=False)
-    have = [c for c in CATALOG_CAPTURE if t is not None and c in t.schema.names]
-    if not have:
+    cat = catalog_with_captures(vidx.catalog, store)
+    if cat is vidx.catalog:
         return vidx
-    got = read_columns(t, ["id", *have])
-    at = pa.table({"id": cat.rows["id"], "_at": pa.array(np.arange(len(cat)), pa.int64())})
-    joined = at.join(got, "id", join_type="left outer").sort_by("_at")
-    rows = cat.rows
-    for c in have:
-        rows = rows.set_column(rows.schema.get_field_index(c), rows.schema.field(c),
-                               joined[c].cast(rows.schema.field(c).type))
     info = dataclasses.replace(vidx.info, capture_rev=rev)
-    return VectorIndex(vidx.index, RowCatalog(rows.combine_chunks(), cat.alive), info,
-                       vidx.fetch, vidx.local)
+    return VectorIndex(vidx.index, cat, info, vidx.fetch, vidx.local)
 
 
 def save_index(store: Store, vidx: VectorIndex) -> None:
@@ -171,11 +173,44 @@ def load_saved(store: Store, column: str) -> VectorIndex | None:
         return None  # missing or damaged: rebuilt by the caller
 
 
+def backend_for(store: Store, column: str, previous=None,
+                plan: IndexPlan | None = None) -> tuple[str, str]:
+    """("faiss" or "lance", why) for the column's index: the plan's, else ``$LOUPE_ANN``,
+    else as :func:`~loupe.search.ann.lance_plan.choose_backend` says for where the tables
+    are and how many vectors there are (the table's row count: no rows read). A shard
+    replica (loupe.search.shards) builds FAISS over its own rows: LanceDB's index spans
+    the whole table."""
+    if plan is not None:
+        return plan.backend, "planned"
+    if store.meta.shard is not None:  # its own rows only: an index of its own, in memory
+        return "faiss", f"shard {store.meta.shard[0]}/{store.meta.shard[1]} of the index"
+    if requested_backend() == "auto":
+        if previous is not None:
+            n = previous.info.count
+        else:
+            t = store.items(create=False)
+            n = t.count_rows() if t is not None else 0
+        return choose_backend(store.tables_uri, n, store.meta.encoders[column].dim)
+    return choose_backend(store.tables_uri, 0, 0)
+
+
 def load_index(store: Store, column: str, previous: VectorIndex | None = None,
                plan: IndexPlan | None = None) -> VectorIndex:
     """The column's index at the store's current version: ``previous`` (or the saved
     one) refreshed when the store has moved on, else rebuilt from the store (as ``plan``
-    says, default as planned for its size); saved when the directory is writable."""
+    says, default as planned for its size); saved when the directory is writable.
+
+    The backend is the plan's, else the one :func:`backend_for` picks: FAISS (this
+    module) or LanceDB's index in the table (search/ann/lance_index.py); a table
+    without vectors gets FAISS's empty exact index either way."""
+    backend, why = backend_for(store, column, previous, plan)
+    if backend == LANCE:
+        out = load_lance_index(store, column, previous, plan, why)
+        if out is not None:
+            return out  # type: ignore[return-value]
+        plan, previous = None, None  # no vectors: the empty exact index
+    elif not isinstance(previous, VectorIndex):
+        previous = None
     rev = store.capture_rev()  # read before the rows (see with_captures)
     current = store.version()
     vidx = previous if previous is not None and previous.info.column == column else None

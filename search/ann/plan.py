@@ -63,6 +63,7 @@ class IndexPlan:
     pq_bytes: int = 0  # bytes per PQ code (0: vectors kept whole)
     train_size: int = 0
     reason: str = ""
+    backend: str = "faiss"  # or "lance": LanceDB's index in the table (search/ann/lance_plan.py)
 
     @property
     def fp16(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -62,6 +63,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loupe", description="Search your photos by words, by example image, or both.")
     parser.add_argument("--version", action=_Version)
+    parser.add_argument("--ann", choices=["auto", "faiss", "lance"], default=None,
+                        help="index backend: FAISS in memory, or LanceDB's index in the table "
+                             "(default: $LOUPE_ANN, else auto: LanceDB for tables on object "
+                             "storage or vectors beyond the memory budget)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         if only is None or name == only:
@@ -76,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # mistakes go through the whole parser: they list every command).
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
+    if args.ann:  # read by loupe.search.ann.lance_plan.requested_backend
+        os.environ["LOUPE_ANN"] = args.ann
     cmd = command(args.command)
     usage_error = getattr(cmd, "usage_error", None)
     message = usage_error(args) if usage_error is not None else None

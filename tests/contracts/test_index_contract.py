@@ -3,10 +3,13 @@ searches, filters, saves, loads and refreshes the same way (REDESIGN.md §4.6, i
 
 Kinds: the legacy ``Flat`` index, the exact fp16 codes (``SQfp16``), and inverted files of
 whole vectors, of fp16 codes and of OPQ+PQ codes (those two re-scored with whole
-vectors); and the GPU copy, where faiss-gpu sees a GPU. The data holds a crowd of
-vectors within fp16's rounding error of each other, so scores off by that much would
-rank it wrongly; "exact" below is up to ties (faiss's ``check_ref_knn_with_draws``): the
-items scoring above the k-th best are all there, the rest score as the k-th does.
+vectors); the GPU copy, where faiss-gpu sees a GPU; and the second backend, LanceDB's
+index in the items table (search/ann/lance_index.py): its column scanned without an
+index (exact), IVF_PQ and IVF_HNSW_SQ re-scored with whole vectors (``refine_factor``).
+The data holds a crowd of vectors within fp16's rounding error of each other, so scores
+off by that much would rank it wrongly; "exact" below is up to ties (faiss's
+``check_ref_knn_with_draws``): the items scoring above the k-th best are all there, the
+rest score as the k-th does.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from test_ann_plan import SPEC, clustered
 from loupe.search.ann import IndexPlan, RowCatalog, load_index
 from loupe.search.ann.gpu import gpu_count
 from loupe.search.ann.index import build_vector_index, store_fetcher
+from loupe.search.ann.lance_index import build_lance_index
+from loupe.search.ann.lance_plan import LANCE, LANCE_FLAT, LANCE_HNSW_SQ, LANCE_PQ
 from loupe.search.ann.plan import EXACT_KIND, RECALL_TARGET, tuning_queries
 from loupe.search.store import Store
 
@@ -31,8 +36,11 @@ PLANS = {
     "ivf-flat": IndexPlan("IVF32,Flat", nlist=32, train_size=N),
     "ivf-sqfp16": IndexPlan("IVF32,SQfp16", nlist=32, train_size=N),
     "opq-ivf-pq": IndexPlan("OPQ4_16,IVF32,PQ4", nlist=32, pq_bytes=4, train_size=N),
+    "lance-flat": IndexPlan(LANCE_FLAT, backend=LANCE, reason="LanceDB scan, exact"),
+    "lance-ivf-pq": IndexPlan(LANCE_PQ, nlist=32, pq_bytes=4, backend=LANCE),
+    "lance-ivf-hnsw-sq": IndexPlan(LANCE_HNSW_SQ, nlist=16, backend=LANCE),
 }
-EXACT = {"flat", "sqfp16"}
+EXACT = {"flat", "sqfp16", "lance-flat"}
 MTIME0 = 1_600_000_000  # seconds: files' modification times are MTIME0 + row number
 
 
@@ -180,9 +188,12 @@ def changed(request, tmp_path_factory):
     added = clustered(60, DIM, seed=5)
     store.upsert_items(rows_of(col, added, start=N, at=3.0))
     refreshed = load_index(store, col, previous=first, plan=plan)
-    version, table = store.read_vectors(col)
-    rebuilt = build_vector_index(col, version, table, fetch=store_fetcher(store, col),
-                                 plan=plan)
+    if plan.backend == LANCE:  # the catalog read whole, the table's index as it is
+        rebuilt = build_lance_index(store, col, plan, retrain=False)
+    else:
+        version, table = store.read_vectors(col)
+        rebuilt = build_vector_index(col, version, table, fetch=store_fetcher(store, col),
+                                     plan=plan)
     by_id = {f"{i:024x}": v for i, v in enumerate(vecs)}
     by_id.update({f"{200 + i:024x}": v for i, v in enumerate(moved)})
     by_id.update({f"{N + i:024x}": v for i, v in enumerate(added)})
