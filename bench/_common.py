@@ -356,3 +356,30 @@ def threadpool_info() -> list[str]:
     return [f"{p.get('internal_api')} {p.get('version')} threads={p.get('num_threads')} "
             f"coretype={p.get('architecture')} ({os.path.basename(p.get('filepath', ''))})"
             for p in info()]
+
+
+def add_random_photos(store, column: str, start: int, count: int, rng, folder: str) -> None:
+    """``count`` random unit vectors as photo rows ``start`` .. ``start + count`` of
+    ``store`` (paths ``/bench/FOLDER/fNN/IMG_nnnnnnn.jpg``), in one commit: an index of
+    that size without decoding anything."""
+    import numpy as np
+    import pyarrow as pa
+
+    from loupe.search.store import item_id, items_schema
+
+    dim = store.meta.encoders[column].dim
+    schema = items_schema({column: dim})
+    now = time.time()
+    paths = [f"/bench/{folder}/f{(start + i) % 100:02d}/IMG_{start + i:07d}.jpg"
+             for i in range(count)]
+    vecs = rng.standard_normal((count, dim), dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    cols = {"id": [item_id(p) for p in paths], "path": paths, "kind": ["photo"] * count,
+            "size": [3_000_000] * count, "mtime_ns": [0] * count,
+            "fingerprint": [f"{start + i:032x}" for i in range(count)],
+            "width": [4000] * count, "height": [3000] * count, "indexed_at": [now] * count}
+    flat = pa.array(vecs.reshape(-1), pa.float32())
+    store.items().add(pa.Table.from_arrays(
+        [pa.array(cols[f.name], f.type) if f.name in cols else
+         (pa.FixedSizeListArray.from_arrays(flat, dim) if f.name == column
+          else pa.nulls(count, f.type)) for f in schema], schema=schema))

@@ -51,6 +51,7 @@ from pathlib import Path
 from _common import (
     DEFAULT_WORK,
     REPO,
+    add_random_photos,
     bench_env,
     cpu_busy_s,
     machine_info,
@@ -207,35 +208,19 @@ def synthetic_store(work: str, n: int, weights: str) -> str:
     if os.path.exists(marker):
         return db
     import numpy as np
-    import pyarrow as pa
 
     from loupe.indexer.encoders import load_encoder
     from loupe.search.ann import build_index
-    from loupe.search.store import Store, item_id, items_schema
+    from loupe.search.store import Store
 
     shutil.rmtree(db, ignore_errors=True)
     t = time.perf_counter()
     spec = load_encoder("ViT-B-32", weights, "cpu").spec
     store = Store(db, create=True)
     column = store.register_encoder(spec)
-    dim = spec.dim
-    schema = items_schema({column: dim})
     rng = np.random.default_rng(7)
-    now = time.time()
     for s in range(0, n, BATCH):
-        m = min(n, s + BATCH) - s
-        paths = [f"/bench/api/f{(s + i) % 100:02d}/IMG_{s + i:07d}.jpg" for i in range(m)]
-        vecs = rng.standard_normal((m, dim), dtype=np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        cols = {"id": [item_id(p) for p in paths], "path": paths, "kind": ["photo"] * m,
-                "size": [3_000_000] * m, "mtime_ns": [0] * m,
-                "fingerprint": [f"{s + i:032x}" for i in range(m)], "width": [4000] * m,
-                "height": [3000] * m, "indexed_at": [now] * m}
-        flat = pa.array(vecs.reshape(-1), pa.float32())
-        store.items().add(pa.Table.from_arrays(
-            [pa.array(cols[f.name], f.type) if f.name in cols else
-             (pa.FixedSizeListArray.from_arrays(flat, dim) if f.name == column
-              else pa.nulls(m, f.type)) for f in schema], schema=schema))
+        add_random_photos(store, column, s, min(n, s + BATCH) - s, rng, "api")
     store.optimize()
     build_index(store, column)
     open(marker, "w").close()

@@ -41,6 +41,9 @@ _EXPORTS = {
     "announced": "loupe.search.server_file",
     "read_server": "loupe.search.server_file",
     "SERVER_FILE": "loupe.search.server_file",
+    "merge_hits": "loupe.search.shards",
+    "parse_shard": "loupe.search.shards",
+    "shard_of": "loupe.search.shards",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -25,7 +25,7 @@ ROOTS = {"loupe.indexer": REPO / "indexer", "loupe.search": REPO / "search",
 # Lower layers never import higher ones. The first pattern a module matches gives its
 # layer (REDESIGN.md 4.1). Package surfaces (loupe.indexer, loupe.search) are for apps.
 LAYERS: list[tuple[int, str]] = [
-    (0, r"loupe\.indexer\.(errors|kinds|fingerprint|scan|lazy|timecode)"
+    (0, r"loupe\.indexer\.(errors|kinds|fingerprint|scan|lazy|timecode)|loupe\.search\.shards"
         r"|loupe\.indexer\.encoders\.spec|loupe\.search\.(dirs|server_file)"),
     (1, r"loupe\.indexer\.media(\..*)?"),
     (2, r"loupe\.indexer\.encoders(\..*)?|loupe\.search\.explain\.grounding\.(kosmos2|draw)"

@@ -17,10 +17,11 @@ from loupe.ui.launch import (
     ui_url,
 )
 
-_API = ("ApiSettings", "serve_app", "warm_up")
+_API = ("ApiSettings", "router_app", "serve_app", "warm_up")
 
 __all__ = ["API_KEY_ENV", "TOKEN_ENV", "ApiSettings", "GateConfig", "check_oidc",
-           "is_loopback", "new_token", "password_digest", "read_password", "serve_app",
+           "is_loopback", "new_token", "password_digest", "read_password", "router_app",
+           "serve_app",
            "served_names", "shared_encoders", "ui_command", "ui_url", "warm_up"]
 
 

@@ -42,6 +42,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "once. Programs send the key of the index folder's "
                                    ".server.json as Authorization: Bearer KEY.")
     add_db(p)
+    p.add_argument("--tables-uri", default=None, metavar="URI",
+                   help="serve the index whose tables are at URI (e.g. s3://bucket/loupe) as "
+                        "a search replica: --db is then this replica's own folder (made if "
+                        "missing; FAISS files, caches, server file), the index is read from "
+                        "the tables and what the indexer writes there is picked up")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="with --tables-uri: this replica serves shard I of N (from 0) only: "
+                        "the files whose path hashes there, in 1/N of the memory")
+    p.add_argument("--shards", default=None, metavar="URL,URL,...",
+                   help="serve no index but the entry point of a sharded one: each search is "
+                        "asked of these shard replicas and their answers merged (they and "
+                        "this take the key in LOUPE_API_KEY)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"port ({DEFAULT_PORT}; 0: any free one)")
     p.add_argument("--host", default="127.0.0.1",
@@ -90,6 +102,26 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _shard_urls(args: argparse.Namespace) -> list[str]:
+    """The shard replicas of --shards (checked), or [] without it."""
+    if not args.shards:
+        return []
+    from loupe.ui import API_KEY_ENV
+
+    urls = [u.strip().rstrip("/") for u in args.shards.split(",") if u.strip()]
+    bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+    if not urls or bad:
+        raise LoupeError(f"--shards takes the shard replicas' addresses, http(s)://HOST:PORT "
+                         f"separated by commas{f', not {bad[0]!r}' if bad else ''}")
+    if args.shard or args.tables_uri or args.watch:
+        raise LoupeError("--shards serves no index of its own: leave out --shard, "
+                         "--tables-uri and --watch")
+    if not os.environ.get(API_KEY_ENV):
+        raise LoupeError(f"--shards asks the shards with the key in {API_KEY_ENV}: start "
+                         "the shards and this entry point with the same LOUPE_API_KEY")
+    return urls
+
+
 class _Stopped(Exception):
     """SIGINT or SIGTERM: stop serving (raised once the server has shut down)."""
 
@@ -102,25 +134,46 @@ def run(args: argparse.Namespace) -> int:
     """Serve the API until SIGINT / SIGTERM (the server file is removed on the way out)."""
     import uvicorn
 
-    from loupe.search import SERVER_FILE, QueryLimits, Store, announced
+    from loupe.search import (
+        SERVER_FILE,
+        IndexMeta,
+        QueryLimits,
+        Store,
+        announced,
+        parse_shard,
+    )
     from loupe.ui import (
+        API_KEY_ENV,
         ApiSettings,
         GateConfig,
         is_loopback,
         new_token,
         password_digest,
         read_password,
+        router_app,
         serve_app,
         served_names,
         warm_up,
     )
 
     db = db_dir(args)
-    Store(db)  # a clear error now if there is no index there
+    shards = _shard_urls(args)
+    if shards:
+        os.makedirs(db, exist_ok=True)  # the entry point's folder: its server file
+    else:
+        # a clear error now if there is no index there (or its object store refuses us);
+        # with --tables-uri an empty folder becomes a replica's (of one shard: --shard)
+        shard = parse_shard(args.shard) if args.shard else None
+        if shard and not (args.tables_uri or IndexMeta.exists(db)):
+            raise LoupeError("--shard makes a replica: give the index's --tables-uri")
+        store = Store(db, tables_uri=args.tables_uri, shard=shard)
+    if args.watch and (shards or store.meta.replica):
+        raise LoupeError("--watch indexes, and a replica does not write the index: watch "
+                         "from the indexer's folder (`loupe index --watch`)")
     scheme, tls = _checked(args)
     sock = _listen(args.host, args.port)
     port = sock.getsockname()[1]
-    key = new_token()
+    key = os.environ.get(API_KEY_ENV) or new_token()
     hosts = served_names(args.host, tuple(args.allow_host))
     if args.password_file:
         gate = GateConfig(hosts, port, password_sha256=password_digest(
@@ -145,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         shown = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     url = f"{scheme}://{f'[{shown}]' if ':' in shown else shown}:{port}"
-    config = uvicorn.Config(serve_app(settings, gate), log_level="warning",
+    app = router_app(shards, key, gate) if shards else serve_app(settings, gate)
+    config = uvicorn.Config(app, log_level="warning",
                             access_log=False, lifespan="off", ssl_certfile=tls and tls[0],
                             ssl_keyfile=tls and tls[1], timeout_graceful_shutdown=5)
     try:
@@ -164,8 +218,9 @@ def run(args: argparse.Namespace) -> int:
                 keyed = f"its key: {info.token} (cannot write {where})"
             print(f"Loupe API for {db} at {url}/api/v1 ({keyed}; Ctrl-C stops it)",
                   file=sys.stderr, flush=True)
-            threading.Thread(target=warm_up, args=(db,), name="loupe-warm",
-                             daemon=True).start()
+            if not shards:
+                threading.Thread(target=warm_up, args=(db,), name="loupe-warm",
+                                 daemon=True).start()
             server.run(sockets=[sock])
     except _Stopped:
         pass

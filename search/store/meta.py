@@ -4,6 +4,12 @@ what its last run did.
 
 Written atomically (a temp file renamed over the old one), so a reader always sees a
 whole file, the old or the new.
+
+An index whose tables live elsewhere (``--tables-uri``, object storage) also keeps a copy
+of its meta in them (:class:`SharedMeta`, the ``index_meta`` table, written after the
+file each time): a search replica (``loupe serve --db DIR --tables-uri URI``) has a
+folder of its own, whose ``meta.json`` says only ``replica`` and the URI, and reads the
+rest from the tables, again whenever the indexer has written it.
 """
 
 from __future__ import annotations
@@ -19,13 +25,64 @@ from loupe.indexer.errors import IndexFault, LoupeError
 from loupe.search.store.schema import FORMAT_VERSION
 
 META_NAME = "meta.json"
+SHARED_META = "index_meta"  # the table holding the shared copy (one row: the JSON)
+
+
+class SharedMeta:
+    """The copy of an index's meta kept in its tables: one row, replaced by each write
+    (one LanceDB commit), read again only when its table has a new version."""
+
+    def __init__(self, db):
+        self.db = db
+        self._table = None
+        self._seen: tuple[int, dict] | None = None
+
+    def _open(self):
+        if self._table is None and SHARED_META in set(self.db.list_tables().tables):
+            self._table = self.db.open_table(SHARED_META)
+        return self._table
+
+    def read(self) -> dict | None:
+        """The meta as the indexer last wrote it, None when the tables hold none."""
+        t = self._open()
+        if t is None:
+            return None
+        t.checkout_latest()
+        if self._seen is None or self._seen[0] != t.version:
+            version = t.version
+            rows = t.to_arrow().to_pylist()
+            self._seen = version, (json.loads(rows[0]["meta"]) if rows else {})
+        return json.loads(json.dumps(self._seen[1]))
+
+    def changed(self) -> bool:
+        """Whether the copy was written since it was last read."""
+        t = self._open()
+        if t is None:
+            return False
+        t.checkout_latest()
+        return self._seen is None or self._seen[0] != t.version
+
+    def write(self, data: dict) -> None:
+        """Replace the copy with ``data`` (one commit)."""
+        import pyarrow as pa
+
+        rows = pa.table({"meta": [json.dumps(data, sort_keys=True)],
+                         "written": [time.time()]})
+        t = self._open()
+        if t is None:
+            self._table = self.db.create_table(SHARED_META, data=rows, exist_ok=True)
+        else:
+            t.add(rows, mode="overwrite")
 
 
 class IndexMeta:
     """Typed access to one index folder's ``meta.json`` (read once, written whole)."""
 
-    def __init__(self, db_dir: str):
+    def __init__(self, db_dir: str, shared: SharedMeta | None = None):
+        """``shared``: the copy in the index's tables (written beside the file; a replica's
+        folder reads it instead of the file)."""
         self.path = os.path.join(db_dir, META_NAME)
+        self.shared = shared
         self._data = self._read()
         self._encoders: dict[str, EncoderSpec] | None = None
 
@@ -45,21 +102,68 @@ class IndexMeta:
         _write(os.path.join(db_dir, META_NAME), data)
         return cls(db_dir)
 
+    @classmethod
+    def create_replica(cls, db_dir: str, tables_uri: str,
+                       shard: tuple[int, int] | None = None) -> None:
+        """Make ``db_dir`` (made if missing) a replica's folder of the index whose tables,
+        and shared meta, are at ``tables_uri``; ``shard`` (I, N): it serves shard I of N
+        only (loupe.search.shards)."""
+        os.makedirs(db_dir, exist_ok=True)
+        _write(os.path.join(db_dir, META_NAME), {"format": FORMAT_VERSION, "replica": True,
+                                                 "tables_uri": tables_uri,
+                                                 "shard": list(shard) if shard else None,
+                                                 "created": time.time()})
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """(I, N) when this replica serves shard I of N of the index, else None."""
+        got = self._data.get("shard")
+        return (int(got[0]), int(got[1])) if got else None
+
+    @property
+    def replica(self) -> bool:
+        """Whether this folder is a search replica's: its meta is the one in the tables,
+        and it never writes the index."""
+        return bool(self._data.get("replica"))
+
     def reload(self) -> None:
-        """Read the file again (another process may have written it)."""
+        """Read the file again (another process may have written it); a replica, the
+        copy in the tables."""
         self._data = self._read()
         self._encoders = None
+
+    def refresh(self) -> bool:
+        """A replica: read the tables' copy again if the indexer wrote it since. Returns
+        True when it changed (a folder's own meta: :meth:`reload` reads it)."""
+        if not self.replica or self.shared is None or not self.shared.changed():
+            return False
+        self.reload()
+        return True
 
     def _read(self) -> dict:
         try:
             with open(self.path, encoding="utf-8") as f:
-                return json.load(f)
+                data = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise LoupeError(f"cannot read {self.path}: {e}") from e
+        if data.get("replica") and self.shared is not None:
+            shared = self.shared.read()
+            if shared is None:
+                raise LoupeError(f"the tables at {data.get('tables_uri')} hold no index meta: "
+                                 "run `loupe index` once on the indexer's folder")
+            data = {**shared, "replica": True, "tables_uri": data.get("tables_uri"),
+                    "shard": data.get("shard")}
+        return data
 
     def _save(self) -> None:
+        if self.replica:
+            raise LoupeError(f"{os.path.dirname(self.path)} is a search replica of the index "
+                             f"at {self.tables_uri}: it does not write the index (run the "
+                             "writing command on the indexer's folder)")
         self._encoders = None
         _write(self.path, self._data)
+        if self.shared is not None:
+            self.shared.write(self._data)
 
     def get(self, key: str, default=None):
         """A top-level field as stored (``last_run``, ``tagging``...)."""

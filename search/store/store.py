@@ -8,6 +8,8 @@ Layout of a Loupe database directory::
     DB/skipped.lance    files that were looked at and not indexed, with the reason
     DB/meta.json        format version and the encoder(s) that built the vectors
     DB/faiss/           FAISS indexes derived from items (rebuildable at any time)
+    index_meta.lance    only with --tables-uri, in the tables: a copy of meta.json, for
+                        search replicas (search/store/meta.py)
 
 Every write is one LanceDB commit (atomic): a killed run leaves the last committed
 version, and rows are keyed by a stable id so a re-run never duplicates them.
@@ -22,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 
@@ -30,8 +31,10 @@ from loupe.indexer.encoders.spec import EncoderSpec
 from loupe.indexer.errors import LoupeError
 from loupe.indexer.kinds import ItemKind, MediaKind
 from loupe.search.dirs import default_db_dir as default_db_dir  # re-exported: light home
+from loupe.search.shards import shard_of
+from loupe.search.store import remote
 from loupe.search.store.lock import writer_lock
-from loupe.search.store.meta import IndexMeta
+from loupe.search.store.meta import IndexMeta, SharedMeta
 from loupe.search.store.schema import (
     CAPTURE_FIELDS,
     CAPTURE_NAMES,
@@ -75,6 +78,10 @@ def _update_by_path(table, data: pa.Table) -> int:
     return int(out.num_updated_rows)
 
 
+def _shard_name(shard: tuple[int, int] | None) -> str:
+    return "the whole index" if shard is None else f"shard {shard[0]}/{shard[1]}"
+
+
 def item_id(path: str, kind: str = ItemKind.PHOTO, timestamp: float | None = None) -> str:
     """Stable id of an item: the same file (and moment) always gets the same id."""
     key = f"{kind}\0{path}" if timestamp is None else f"{kind}\0{path}\0{timestamp:.6f}"
@@ -100,25 +107,42 @@ class Store:
     """A Loupe database directory (see module docstring): the core tables, and the
     feature tables (tags, references, groundings) opened for their features by name."""
 
-    def __init__(self, db_dir: str, create: bool = False, tables_uri: str | None = None):
+    def __init__(self, db_dir: str, create: bool = False, tables_uri: str | None = None,
+                 shard: tuple[int, int] | None = None):
         """Open (``create``: or make) the index at ``db_dir``. ``tables_uri``: where a new
         index keeps its LanceDB tables (the store of record), e.g. ``s3://bucket/loupe``;
         by default the folder itself. The folder always holds the small local state:
-        ``meta.json``, the FAISS files, caches."""
+        ``meta.json``, the FAISS files, caches.
+
+        An empty (or missing) ``db_dir`` with the ``tables_uri`` of an existing index, and
+        not ``create``: ``db_dir`` becomes a search replica's folder of that index (its
+        meta read from the tables, its FAISS files and caches its own; it never writes
+        the index). Object storage's refusals (a wrong key) are one-line LoupeErrors.
+        ``shard`` (I, N), for a new replica's folder: it serves only the files of shard I
+        of N (:func:`loupe.search.shards.shard_of`); an existing folder keeps its own.
+        """
         self.dir = os.path.abspath(db_dir)
         if not IndexMeta.exists(self.dir):
-            if not create:
+            if tables_uri and not create:
+                if SharedMeta(remote.connect(tables_uri)).read() is None:
+                    raise LoupeError(f"no Loupe index at {tables_uri} (its tables hold no "
+                                     "index meta): index into it first, `loupe index DIR "
+                                     "--db DIR --tables-uri URI`")
+                IndexMeta.create_replica(self.dir, tables_uri, shard)
+            elif not create:
                 raise LoupeError(
                     f"no Loupe index at {self.dir}: run `loupe index PATH` first "
                     "(or pass --db / set LOUPE_DB)"
                 )
-            if tables_uri and lancedb.connect(tables_uri).list_tables().tables:
-                # Another index folder writes there: its writer lock would not cover us.
-                raise LoupeError(f"the tables at {tables_uri} already belong to an index; "
-                                 "open that index's folder, or give a new --tables-uri")
-            IndexMeta.create(self.dir, tables_uri)
-        self.meta = IndexMeta(self.dir)
-        recorded = self.meta.tables_uri
+            else:
+                if tables_uri and remote.list_tables(remote.connect(tables_uri), tables_uri):
+                    # Another index folder writes there: its writer lock would not cover us.
+                    raise LoupeError(f"the tables at {tables_uri} already belong to an "
+                                     "index; open that index's folder, give a new "
+                                     "--tables-uri, or serve it as a replica (`loupe serve "
+                                     "--db NEW_DIR --tables-uri URI`)")
+                IndexMeta.create(self.dir, tables_uri)
+        recorded = IndexMeta(self.dir).tables_uri
         if tables_uri and tables_uri != recorded:
             raise LoupeError(f"the index at {self.dir} keeps its tables at "
                              f"{recorded or self.dir}, not {tables_uri}")
@@ -126,8 +150,14 @@ class Store:
         # Every read sees the latest commit, also another process's (a UI open while
         # `loupe index` or `loupe ground` writes); pinned reads use checkout(version).
         # Object stores take their credentials from the environment (AWS_*, GOOGLE_*,
-        # AZURE_*), as LanceDB does.
-        self.db = lancedb.connect(self.tables_uri, read_consistency_interval=timedelta(0))
+        # AZURE_*), as LanceDB does (search/store/remote.py).
+        self.db = remote.connect(self.tables_uri, read_consistency_interval=timedelta(0))
+        # Tables elsewhere keep a copy of the meta (a replica reads its meta from there).
+        self.meta = IndexMeta(self.dir, SharedMeta(self.db) if recorded else None)
+        if shard is not None and self.meta.shard != tuple(shard):
+            raise LoupeError(f"{self.dir} is not a replica of shard {shard[0]}/{shard[1]} "
+                             f"(it serves {_shard_name(self.meta.shard)}): give each shard "
+                             "a folder of its own")
         self._tables: dict[str, object] = {}
         self._rev, self._rev_stamp = 0, None  # capture_rev(), cached by meta.json's stat
         if self.meta.format == 1:
@@ -158,6 +188,10 @@ class Store:
         """Hold this index's writer lock (see ``search/store/lock.py``) while the block
         runs, with ``meta.json`` read again once it is held (another writer may have
         changed it since this store was opened)."""
+        if self.meta.replica:
+            raise LoupeError(f"{self.dir} is a search replica of the index at "
+                             f"{self.tables_uri}: `loupe {command}` writes the index, run it "
+                             "on the indexer's folder")
         with writer_lock(self.dir, command, wait):
             self.meta.reload()
             yield
@@ -199,7 +233,7 @@ class Store:
     # -- tables ----------------------------------------------------------------------
     def table_names(self) -> set[str]:
         """The tables that exist."""
-        return set(self.db.list_tables().tables)
+        return remote.list_tables(self.db, self.tables_uri)
 
     def table(self, name: str, schema, create: bool = True):
         """Table ``name`` (core or a feature's), made with ``schema()`` when missing and
@@ -373,11 +407,20 @@ class Store:
         t.checkout_latest()
         version = t.version
         t.checkout(version)  # pin: writers may commit while we read
+        shard = self.meta.shard
         try:
             have = [n for n in names if n in t.schema.names]
-            return version, scan(t, have, f"{column} IS NOT NULL")
+            if shard is not None and "path" not in have:
+                have.append("path")
+            rows = scan(t, have, f"{column} IS NOT NULL")
         finally:
             t.checkout_latest()
+        if shard is not None:  # this replica's part: the files of its shard
+            mine = [shard_of(p, shard[1]) == shard[0] for p in rows["path"].to_pylist()]
+            rows = rows.filter(pa.array(mine, pa.bool_()))
+            if "path" not in names:
+                rows = rows.drop_columns(["path"])
+        return version, rows
 
     def read_vectors(self, column: str) -> tuple[int, pa.Table]:
         """(version, table of id/path/kind/timestamp/end/mtime/capture/vector) of the rows
@@ -496,6 +539,9 @@ class Store:
         """How many times captures were written into existing rows (``meta.json``, read
         afresh: another process may have written it); a saved index built at an older
         count reads its catalog's capture columns again (search/ann/persist.py)."""
+        if self.meta.replica:  # the indexer's meta, from the tables: read when written
+            self.meta.refresh()
+            return int(self.meta.get("capture_rev", 0) or 0)
         try:  # read again only when the file changed (a search asks every time)
             st = os.stat(self.meta.path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -101,6 +101,23 @@ class ServedApi:
     log: Path
 
 
+def ready_server(db: str, proc: subprocess.Popen):
+    """The server file of ``db`` once it names ``proc`` and its /api/v1/status answers
+    the key it gives; None until then."""
+    from loupe.search import read_server
+
+    info = read_server(str(db))
+    if info is None or info.pid != proc.pid or not info.token:
+        return None
+    request = urllib.request.Request(info.url + "/api/v1/status",
+                                     headers={"Authorization": f"Bearer {info.token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return info if r.status == 200 else None
+    except OSError:
+        return None
+
+
 @contextmanager
 def serve_api(db: str, work: Path, *flags: str, timeout: float = 90,
               env: dict | None = None) -> Iterator[ServedApi]:
@@ -108,8 +125,6 @@ def serve_api(db: str, work: Path, *flags: str, timeout: float = 90,
     once its server file names it and /api/v1/status answers its key. Its output goes
     to ``work/serve-PID.log``; no model hub is reached and no Kosmos-2 is cached."""
     import sys
-
-    from loupe.search import read_server
 
     env = dict(os.environ if env is None else env, HF_HUB_OFFLINE="1",
                XDG_CACHE_HOME=str(work / "cache"), HF_HOME=str(work / "hf-home"))
@@ -121,17 +136,9 @@ def serve_api(db: str, work: Path, *flags: str, timeout: float = 90,
     deadline = time.monotonic() + timeout
     try:
         while True:
-            info = read_server(db)
-            if info is not None and info.pid == proc.pid and info.token:
-                request = urllib.request.Request(
-                    info.url + "/api/v1/status",
-                    headers={"Authorization": f"Bearer {info.token}"})
-                try:
-                    with urllib.request.urlopen(request, timeout=5) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
+            info = ready_server(db, proc)
+            if info is not None:
+                break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("loupe serve did not start:\n" + log_path.read_text())
             time.sleep(0.2)
