@@ -383,3 +383,15 @@ def add_random_photos(store, column: str, start: int, count: int, rng, folder: s
         [pa.array(cols[f.name], f.type) if f.name in cols else
          (pa.FixedSizeListArray.from_arrays(flat, dim) if f.name == column
           else pa.nulls(count, f.type)) for f in schema], schema=schema))
+
+
+def run_clients(worker, clients: int) -> float:
+    """``worker(c)`` for c in 0 .. clients-1, each on its own thread, all at once; the
+    wall-clock seconds until the last returns."""
+    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0

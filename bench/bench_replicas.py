@@ -50,6 +50,7 @@ from _common import (
     bench_env,
     machine_info,
     percentile,
+    run_clients,
     tiny_model_dir,
 )
 
@@ -103,13 +104,7 @@ def load(reps: list, clients: int, queries: int) -> tuple[list[float], float, in
             with lock:
                 lat.append(time.perf_counter() - t)
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return lat, time.perf_counter() - t0, errors[0]
+    return lat, run_clients(worker, clients), errors[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,7 @@ from _common import (
     cpu_busy_s,
     machine_info,
     percentile,
+    run_clients,
     tiny_model_dir,
     vit_b32_weights,
 )
@@ -249,13 +250,7 @@ def load(info, clients: int, queries: int, offset: int) -> tuple[list[float], fl
             with lock:
                 lat.append(time.perf_counter() - t)
 
-    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_clients(worker, clients)
     if errors:
         print(f"    {len(errors)} errors, e.g. {errors[0]}")
     return lat, wall
