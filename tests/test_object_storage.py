@@ -112,7 +112,8 @@ def test_two_replicas_answer_alike_and_both_see_a_reindex(indexed, capsys):
         for f in folders:
             meta = json.loads((f / "meta.json").read_text())
             assert meta["replica"] is True and meta["tables_uri"] == indexed["uri"]
-            assert set(meta) == {"format", "replica", "tables_uri", "created"}
+            assert set(meta) == {"format", "replica", "tables_uri", "shard", "created"}
+            assert meta["shard"] is None  # the whole index (loupe serve --shard: a part)
         a = _search_api(one.url, one.key, "a blue picture")
         b = _search_api(two.url, two.key, "a blue picture")
         assert _ranked(a) == _ranked(b) and len(a) == len(COLOURS)
