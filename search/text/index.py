@@ -27,7 +27,6 @@ import os
 import sqlite3
 import threading
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -358,13 +357,3 @@ def items_matching(store: Store, phrase: str, fuzzy: bool = True) -> dict[str, T
         for item in m.items:
             out.setdefault(item, m)
     return out
-
-
-def group_matches(matches: Sequence[TextMatch]) -> dict[str, list[TextMatch]]:
-    """Matches by file path, each file's in time order."""
-    by_path: dict[str, list[TextMatch]] = defaultdict(list)
-    for m in matches:
-        by_path[m.path].append(m)
-    for ms in by_path.values():
-        ms.sort(key=lambda m: m.timestamps[0] or 0.0)
-    return dict(by_path)

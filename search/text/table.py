@@ -100,16 +100,6 @@ def table_version(store: Store) -> int:
     return int(t.version)
 
 
-def read_keys(store: Store) -> dict[str, tuple[str | None, str | None]]:
-    """{item id: (model, fingerprint)} of every reading stored."""
-    t = _table(store)
-    if t is None:
-        return {}
-    a = read_columns(t, ["id", "model", "fingerprint"])
-    return {i: (m, f) for i, m, f in zip(a["id"].to_pylist(), a["model"].to_pylist(),
-                                         a["fingerprint"].to_pylist(), strict=True)}
-
-
 def text_rows(store: Store, columns: Sequence[str] | None = None,
               where: str | None = None) -> pa.Table:
     """Stored readings (all columns, or ``columns``), optionally filtered."""

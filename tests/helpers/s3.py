@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.served import ready_server, stop
+
 REGION = "us-east-1"
 BUCKET = "loupe"
 _SETUP_ACTIONS = 3  # create_user, create_access_key, put_user_policy (unauthenticated)
@@ -105,12 +107,7 @@ def s3_server(work: Path, bucket: str = BUCKET, timeout: float = 30) -> Iterator
         server.client().create_bucket(Bucket=bucket)  # the first checked request
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
@@ -133,7 +130,6 @@ def replicas(folders: list[Path], tables_uri: str | None, env: dict, work: Path,
     (all started before any is waited for), each ready once its server file names it and
     /api/v1/status answers its key; stopped when the block ends. Logs: ``work/replica-*``.
     ``each``: more flags, folder by folder; no ``tables_uri``: none is given."""
-    from helpers.served import ready_server
 
     procs, logs = [], []
     for i, folder in enumerate(folders):
@@ -160,12 +156,8 @@ def replicas(folders: list[Path], tables_uri: str | None, env: dict, work: Path,
         yield ready
     finally:
         for proc in procs:
-            proc.terminate()
+            proc.terminate()  # all at once, then each waited for
         for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
         for log in logs:
             log.close()
